@@ -1,0 +1,54 @@
+# Domain-adaptation pipeline. Two commands on a fresh machine:
+#   make recipe=legal     install into .venv, then run the legal recipe end to end (offline)
+#   make test             run the test suite (offline, tiny models)
+# More: make plan recipe=legal | make recipe=legal stage=cpt | make recipe=legal set="cpt.replay_ratio=0.5"
+#       make report recipe=legal | make explain recipe=legal | make lint
+
+recipe ?= legal
+stage ?=
+set ?=
+PY := .venv/bin/python
+STAMP := .venv/.installed
+ARGS = $(recipe) $(foreach s,$(stage),--stage $(s)) $(if $(set),--set "$(set)")
+
+# Nothing is fetched from a model or dataset hub at run time.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run plan explain report test lint install sources
+.DEFAULT_GOAL := run
+
+run: install sources
+	$(PY) -m pipeline run $(ARGS)
+
+plan: install sources
+	$(PY) -m pipeline plan $(ARGS)
+
+explain: install sources
+	$(PY) -m pipeline explain $(ARGS)
+
+report: install
+	$(PY) -m pipeline report $(recipe)
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(PY) -m ruff check .
+
+install: $(STAMP)
+
+# torch is pinned to the CPU build on this machine's disk; see requirements.txt for each pin's reason.
+$(STAMP): requirements.txt requirements-nodeps.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+# Text sources that come from Debian packages (general replay text for the recipes).
+sources:
+	@test -d /usr/share/doc/python3.11/html/_sources || { \
+	  echo "installing Debian's python3.11-doc (general replay text)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc; }

@@ -1,0 +1,162 @@
+"""Render the run report: what each model gained in the domain and lost in general ability.
+
+Input is plain data (eval summaries, CPT curves, corpus stats); output is Markdown and one
+self-contained HTML page (the plot is embedded as base64 PNG), so the report can be mailed or
+attached to a model card without its run directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def main_table(evals: dict[str, dict[str, Any]]) -> Table:
+    """Model x metric: bits-per-byte (lower is better) and task accuracy with its chance level."""
+    tasks = list(next(iter(evals.values()))["tasks"])
+    header = ["model"]
+    for task in tasks:
+        info = next(iter(evals.values()))["tasks"][task]
+        if info["metric"] == "bits_per_byte":
+            header.append(f"{task} (bits/byte, lower better)")
+        else:
+            header.append(f"{task} acc (chance {info.get('chance', 0):.2f}, n={info.get('items', '?')})")
+    rows = []
+    for model, summary in evals.items():
+        row = [model]
+        for task in tasks:
+            entry = summary["tasks"].get(task, {})
+            cell = _fmt(entry.get("value"))
+            if "stderr" in entry and entry["metric"] != "bits_per_byte":
+                cell += f" ± {entry['stderr']:.3f}"
+            row.append(cell)
+        rows.append(row)
+    return header, rows
+
+
+def change_table(evals: dict[str, dict[str, Any]], baseline: str = "base") -> Table:
+    """Domain gain and general forgetting of every model against the baseline model."""
+    base = evals[baseline]["tasks"]
+    header = [
+        "model",
+        "domain gain (bits/byte)",
+        "domain gain %",
+        "general forgetting (bits/byte)",
+        "general forgetting %",
+    ]
+    for task, info in base.items():
+        if info["metric"] != "bits_per_byte":
+            header.append(f"{task} acc change")
+    rows = []
+    for model, summary in evals.items():
+        if model == baseline:
+            continue
+        tasks = summary["tasks"]
+        gain = base["bpb_domain"]["value"] - tasks["bpb_domain"]["value"]
+        forgetting = tasks["bpb_general"]["value"] - base["bpb_general"]["value"]
+        row = [
+            model,
+            f"{gain:+.4f}",
+            f"{100 * gain / base['bpb_domain']['value']:+.1f}%",
+            f"{forgetting:+.4f}",
+            f"{100 * forgetting / base['bpb_general']['value']:+.1f}%",
+        ]
+        for task, info in base.items():
+            if info["metric"] != "bits_per_byte":
+                row.append(f"{tasks[task]['value'] - info['value']:+.3f}")
+        rows.append(row)
+    return header, rows
+
+
+def corpus_table(stats: dict[str, Any]) -> Table:
+    header = ["source", "kind", "license", "split", "documents", "tokens", "dropped"]
+    rows = []
+    for name, entry in stats["sources"].items():
+        dropped = ", ".join(f"{k}: {v}" for k, v in entry["dropped"].items()) or "none"
+        for split, counts in sorted(entry.get("splits", {}).items()):
+            rows.append(
+                [name, entry["kind"], entry["license"], split, str(counts["documents"]), str(counts["tokens"]), dropped]
+            )
+    return header, rows
+
+
+def curves_png(history: list[dict[str, Any]]) -> bytes:
+    """Training loss and held-out general/domain loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    series = {
+        "train loss": "loss",
+        "general held-out loss": "eval_general_loss",
+        "domain held-out loss": "eval_domain_loss",
+    }
+    for label, key in series.items():
+        points = [(r["step"], r[key]) for r in history if key in r and "step" in r]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if key != "loss" else None, label=label, alpha=0.5 if key == "loss" else 1.0)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title("Continual pre-training: loss curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def markdown(title: str, sections: list[tuple[str, Table | str]]) -> str:
+    lines = [f"# {title}", ""]
+    for heading, body in sections:
+        lines += [f"## {heading}", ""]
+        if isinstance(body, str):
+            lines += [body, ""]
+            continue
+        header, rows = body
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def html_page(title: str, sections: list[tuple[str, Table | str]], png: bytes | None) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(body, str):
+            parts.append(f"<p>{html.escape(body)}</p>")
+            continue
+        header, rows = body
+        parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    if png:
+        parts.append("<h2>CPT loss curves</h2>")
+        parts.append(f"<img alt='CPT loss curves' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

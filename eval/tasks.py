@@ -1,0 +1,62 @@
+"""lm-eval task definitions generated over local files.
+
+Each task is a YAML file in the eval stage's output, loaded by lm-eval's TaskManager from that
+folder alone (no built-in tasks, no hub). Perplexity tasks use ``loglikelihood_rolling``, which
+lm-eval turns into bits-per-byte; multiple-choice tasks score each choice's log-likelihood.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASK_PREFIX = "dapt_"
+
+
+def _data(path: Path) -> dict[str, Any]:
+    return {
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(path.resolve())}},
+        "test_split": "test",
+    }
+
+
+def bits_per_byte_task(name: str, data_file: Path) -> dict[str, Any]:
+    """Bits-per-byte of held-out text (records with a ``text`` field)."""
+    return {
+        "task": f"{TASK_PREFIX}{name}",
+        **_data(data_file),
+        "output_type": "loglikelihood_rolling",
+        "doc_to_text": "",
+        "doc_to_target": "{{text}}",
+        "metric_list": [
+            {"metric": "bits_per_byte", "aggregation": "bits_per_byte", "higher_is_better": False},
+            {"metric": "byte_perplexity", "aggregation": "weighted_perplexity", "higher_is_better": False},
+        ],
+        "metadata": {"version": 1},
+    }
+
+
+def multiple_choice_task(name: str, data_file: Path) -> dict[str, Any]:
+    """Multiple choice over records ``{"question", "choices", "answer"}`` (answer is an index)."""
+    return {
+        "task": f"{TASK_PREFIX}{name}",
+        **_data(data_file),
+        "output_type": "multiple_choice",
+        "doc_to_text": "question",
+        "doc_to_choice": "choices",
+        "doc_to_target": "answer",
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": 1},
+    }
+
+
+def write_task(folder: Path, definition: dict[str, Any]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{definition['task']}.yaml").write_text(yaml.safe_dump(definition, sort_keys=False), encoding="utf-8")
+    return definition["task"]

@@ -1,0 +1,1 @@
+"""The engine: recipes, the stage graph, the content-addressed store, the runner and the CLI."""

