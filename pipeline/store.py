@@ -31,6 +31,9 @@ def write_json_atomic(path: Path, value: Any) -> None:
 class Store:
     root: Path
 
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()  # stages get absolute paths, whatever the working directory
+
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:12]
 

@@ -42,6 +42,8 @@ class CorpusParams(Params):
     max_eval_items: int = Field(60, ge=1)
     """Upper bound on items per task; eval cost grows linearly with it."""
     seed: int = 0
+    trust_remote_code: bool = False
+    """Only when the recipe asks: the tokenizer's own code runs on this machine."""
 
     @field_validator("sources")
     @classmethod
@@ -91,7 +93,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
 
     if not params.sources:
         raise StageError("corpus: no sources given (recipe key 'sources')")
-    tokenizer = AutoTokenizer.from_pretrained(inputs["tokenizer"])
+    tokenizer = AutoTokenizer.from_pretrained(inputs["tokenizer"], trust_remote_code=params.trust_remote_code)
     data = ctx.out_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
 

@@ -118,6 +118,15 @@ def build_stream(
     return blocks, validation, info
 
 
+def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
+    """Held-out losses logged at ``step``, if the schedule already evaluated there (saves a pass)."""
+    found = {}
+    for record in history:
+        if record.get("step") == step:
+            found.update({k: v for k, v in record.items() if k in ("eval_general_loss", "eval_domain_loss")})
+    return found if len(found) == 2 else {}
+
+
 def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[str, Any]:
     import datasets
     from transformers import Trainer, TrainingArguments, default_data_collator
@@ -176,7 +185,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
     started = time.time()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - started
-    final = trainer.evaluate()
+    final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
     write_history(ctx.out_dir / "curves.jsonl", trainer.state.log_history)
 
     out = ctx.out_dir / "model"
