@@ -51,9 +51,9 @@ def change_table(evals: dict[str, dict[str, Any]], baseline: str = "base") -> Ta
     base = evals[baseline]["tasks"]
     header = [
         "model",
-        "domain gain (bits/byte)",
+        "domain gain (bits/byte, + is better)",
         "domain gain %",
-        "general forgetting (bits/byte)",
+        "general forgetting (bits/byte, + is worse)",
         "general forgetting %",
     ]
     for task, info in base.items():

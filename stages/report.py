@@ -40,6 +40,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
         ),
         ("Scores", report.main_table(evals)),
         ("Domain gain and general forgetting against base", report.change_table(evals)),
+        (
+            "How to read it",
+            "Bits-per-byte is measured by lm-eval on held-out documents that no stage trained on. Domain gain is the "
+            "drop in domain bits-per-byte against base; general forgetting is the rise in general bits-per-byte "
+            "(negative: the general held-out text got easier, as it can when it shares a source with the replay "
+            "text). Task accuracies carry their standard error; compare them with the chance level in the header.",
+        ),
         ("Corpus", report.corpus_table(stats)),
     ]
     png = report.curves_png(history) if history else None
