@@ -137,7 +137,8 @@ def markdown(title: str, sections: list[tuple[str, Table | str]]) -> str:
     return "\n".join(lines)
 
 
-def html_page(title: str, sections: list[tuple[str, Table | str]], png: bytes | None) -> str:
+def html_page(title: str, sections: list[tuple[str, Table | str]], images: list[tuple[str, str, bytes]]) -> str:
+    """One self-contained page: tables, then each (heading, file name, PNG) embedded as base64."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -155,8 +156,46 @@ def html_page(title: str, sections: list[tuple[str, Table | str]], png: bytes | 
         parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
         parts.append("</table>")
-    if png:
-        parts.append("<h2>CPT loss curves</h2>")
-        parts.append(f"<img alt='CPT loss curves' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    for heading, _, png in images:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(f"<img alt='{html.escape(heading)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def plan_png(
+    points: list[dict[str, Any]],
+    fitted: dict[str, dict[float, Any]],
+    tokens: Any,
+    measured: dict[str, tuple[float, float, float]] | None = None,
+) -> bytes:
+    """Proxy losses (dots) against the fitted D-CPT Law (lines), per domain share; the real cpt run as a star.
+
+    ``measured`` maps kind -> (tokens, domain share, loss) of the real cpt run.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for ax, kind in zip(axes, ("domain", "general"), strict=True):
+        for index, (share, curve) in enumerate(sorted(fitted[kind].items())):
+            colour = f"C{index}"
+            own = [p for p in points if p["domain_share"] == share and p["step"] > 0]
+            ax.plot([p["tokens"] for p in own], [p[f"{kind}_loss"] for p in own], "o", color=colour)
+            ax.plot(tokens, curve, "-", color=colour, label=f"domain share {share:.2f}")
+        if measured and kind in measured:
+            x, share, y = measured[kind]
+            ax.plot([x], [y], "*", color="black", markersize=14, label=f"real cpt (share {share:.2f})")
+        ax.set_xscale("log")
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(f"{kind} held-out loss (nats/token)")
+        ax.set_title(f"D-CPT Law fit: {kind} loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -37,13 +37,16 @@ class Node:
 EVALUATED_MODELS = ("base", "cpt", "sft", "merge")
 
 
-def default_graph() -> list[Node]:
-    """corpus -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
+def default_graph(with_plan: bool = False) -> list[Node]:
+    """corpus -> (plan) -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
     model_of = {"base": "model.model", "cpt": "cpt.model", "sft": "sft.model", "merge": "merge.model"}
-    nodes = [
-        Node("model", "model"),
-        Node("corpus", "corpus", {"tokenizer": "model.model"}),
-        Node("cpt", "cpt", {"model": "model.model", "corpus": "corpus.data"}),
+    cpt_inputs = {"model": "model.model", "corpus": "corpus.data"}
+    nodes = [Node("model", "model"), Node("corpus", "corpus", {"tokenizer": "model.model"})]
+    if with_plan:
+        nodes.append(Node("plan", "plan", {"model": "model.model", "corpus": "corpus.data"}))
+        cpt_inputs["plan"] = "plan.plan"
+    nodes += [
+        Node("cpt", "cpt", cpt_inputs),
         Node("sft", "sft", {"model": "cpt.model", "corpus": "corpus.data"}),
         Node("merge", "merge", {"model": "sft.model", "instruct": "model.model", "base": "model.model"}),
     ]
@@ -52,6 +55,8 @@ def default_graph() -> list[Node]:
     report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in EVALUATED_MODELS}
     report_inputs["cpt"] = "cpt.curves"
     report_inputs["corpus"] = "corpus.data"
+    if with_plan:
+        report_inputs["plan"] = "plan.plan"
     nodes.append(Node("report", "report", report_inputs))
     return nodes
 
@@ -70,10 +75,10 @@ def validate(nodes: list[Node]) -> list[Node]:
             problems.append(f"node '{node.name}': unknown stage '{node.stage}' (known: {', '.join(sorted(REGISTRY))})")
             continue
         for input_name, binding in node.inputs.items():
-            if input_name not in spec.inputs:
+            if input_name not in spec.inputs + spec.optional_inputs:
+                known = ", ".join(spec.inputs + spec.optional_inputs) or "none"
                 problems.append(
-                    f"node '{node.name}': stage '{node.stage}' has no input '{input_name}' "
-                    f"(its inputs: {', '.join(spec.inputs) or 'none'})"
+                    f"node '{node.name}': stage '{node.stage}' has no input '{input_name}' (its inputs: {known})"
                 )
             if "." not in binding:
                 problems.append(

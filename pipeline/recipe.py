@@ -31,6 +31,7 @@ _GLOBAL_KEYS = {
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
 }
+# A "plan" section adds the mixture-planning stage before cpt (see stages/plan.py).
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
 
@@ -114,7 +115,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
 
 def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | None = None) -> Recipe:
     """Validate a raw recipe mapping against the graph's stage params."""
-    nodes = validate(default_graph())
+    nodes = validate(default_graph(with_plan="plan" in raw))
     sections = {node.params_section: node.stage for node in nodes}
     problems: list[str] = []
 
@@ -149,6 +150,10 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
             problems.extend(_describe(section, model_cls, exc))
     if problems:
         raise RecipeError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    if "plan" in validated_sections:
+        # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
+        proxy_cpt = validated_sections["cpt"].model_copy(update={"replay_ratio": None, "report_to": []})
+        validated_sections["plan"] = validated_sections["plan"].model_copy(update={"cpt": proxy_cpt})
     for node in nodes:
         params[node.name] = validated_sections[node.params_section]
     return Recipe(name=str(raw.get("name") or default_name), path=path, nodes=nodes, params=params, raw=raw)

@@ -53,10 +53,12 @@ class StageSpec:
     version: int
     params: type[Params]
     inputs: tuple[str, ...]
-    """Named inputs; each is bound by the recipe to an upstream node's output."""
+    """Named inputs; each must be bound to an upstream node's output."""
     run: Callable[[StageContext, dict[str, Any], Any], dict[str, Any]]
     """``run(ctx, inputs, params) -> outputs``: writes only into ``ctx.out_dir``; returns metrics."""
     doc: str = ""
+    optional_inputs: tuple[str, ...] = ()
+    """Inputs a graph may bind or leave out (cpt's ``plan``, the report's ``plan``)."""
     libraries: tuple[str, ...] = ()
     """Distributions whose version can change the result; their versions enter the cache key."""
     fingerprint: Callable[[Any], dict[str, Any]] | None = None

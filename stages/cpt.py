@@ -24,10 +24,13 @@ from stages.corpus import read_jsonl
 from stages.modeling import load_model, load_tokenizer, write_model_card
 from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
 
+DEFAULT_REPLAY_RATIO = 0.25  # a quarter general tokens: the low end of what CPT studies found to curb forgetting
+
 
 class CptParams(Params):
-    replay_ratio: float = Field(0.25, ge=0.0, le=1.0)
-    """Share of general tokens in the training stream; more replay, less forgetting, slower gain."""
+    replay_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    """Share of general tokens in the stream; more replay, less forgetting, slower gain. None: the
+    plan stage's choice, or DEFAULT_REPLAY_RATIO when the recipe has no plan."""
     max_tokens: int = Field(32768, ge=1)
     """Training tokens in total (both kinds); cost grows linearly with it."""
     seq_len: int = Field(512, ge=8)
@@ -38,8 +41,8 @@ class CptParams(Params):
     """Blocks per forward pass; batch_size / micro_batch_size steps of gradient accumulation."""
     learning_rate: float = Field(1e-4, gt=0)
     """Peak learning rate; CPT uses less than pre-training to limit forgetting."""
-    schedule: Literal["cosine", "warmup_stable_decay"] = "cosine"
-    """Learning-rate shape after warmup."""
+    schedule: Literal["cosine", "warmup_stable_decay", "constant"] = "cosine"
+    """Learning-rate shape after warmup (plan proxies use constant, so every eval point is a fair budget)."""
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of steps spent warming up."""
     decay_fraction: float = Field(0.2, gt=0, le=1)
@@ -88,10 +91,11 @@ def build_stream(
     corpus: Path, tokenizer: Any, params: CptParams
 ) -> tuple[list[list[int]], dict[str, list[list[int]]], dict[str, Any]]:
     """Packed, shuffled training blocks at the replay ratio, and the held-out validation blocks."""
+    replay_ratio = DEFAULT_REPLAY_RATIO if params.replay_ratio is None else params.replay_ratio
     n_blocks = params.max_tokens // params.seq_len
     if n_blocks < 1:
         raise StageError(f"cpt.max_tokens={params.max_tokens} is below one block of seq_len={params.seq_len}")
-    general_blocks = round(params.replay_ratio * n_blocks)
+    general_blocks = round(replay_ratio * n_blocks)
     domain_blocks = n_blocks - general_blocks
     blocks: list[list[int]] = []
     info: dict[str, Any] = {"blocks": n_blocks, "general_blocks": general_blocks, "domain_blocks": domain_blocks}
@@ -127,7 +131,8 @@ def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
     return found if len(found) == 2 else {}
 
 
-def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[str, Any]:
+def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """Train on the packed stream in ``out_dir/checkpoints`` (resuming there); returns trainer, tokenizer, metrics."""
     import datasets
     from transformers import Trainer, TrainingArguments, default_data_collator
 
@@ -135,28 +140,24 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
         raise StageError(
             f"cpt.batch_size={params.batch_size} must be a multiple of cpt.micro_batch_size={params.micro_batch_size}"
         )
-    tokenizer = load_tokenizer(inputs["model"], params.trust_remote_code)
-    blocks, validation, info = build_stream(Path(inputs["corpus"]), tokenizer, params)
-    ctx.log.info("cpt stream: %s", info)
+    tokenizer = load_tokenizer(model_path, params.trust_remote_code)
+    blocks, validation, info = build_stream(corpus, tokenizer, params)
+    log.info("cpt stream: %s", info)
 
     def as_dataset(rows: list[list[int]]) -> Any:
         return datasets.Dataset.from_dict({"input_ids": rows, "labels": rows})
 
-    train = as_dataset(blocks)
-    evals = {kind: as_dataset(rows) for kind, rows in validation.items()}
     steps = max(1, len(blocks) // params.batch_size)
-    scheduler_kwargs: dict[str, Any] = {}
-    schedule = params.schedule
-    if schedule == "cosine":
-        schedule = "cosine_with_min_lr"
-        scheduler_kwargs = {"min_lr_rate": params.min_lr_ratio}
-    else:
-        scheduler_kwargs = {
-            "num_decay_steps": max(1, round(steps * params.decay_fraction)),
-            "min_lr_ratio": params.min_lr_ratio,
-        }
+    schedule, scheduler_kwargs = {
+        "cosine": ("cosine_with_min_lr", {"min_lr_rate": params.min_lr_ratio}),
+        "warmup_stable_decay": (
+            "warmup_stable_decay",
+            {"num_decay_steps": max(1, round(steps * params.decay_fraction)), "min_lr_ratio": params.min_lr_ratio},
+        ),
+        "constant": ("constant_with_warmup", {}),
+    }[params.schedule]
     args = TrainingArguments(
-        **common_arguments(ctx.out_dir, params.seed, list(params.report_to), params.save_every, 1),
+        **common_arguments(out_dir, params.seed, list(params.report_to), params.save_every, 1),
         per_device_train_batch_size=params.micro_batch_size,
         per_device_eval_batch_size=params.micro_batch_size,
         gradient_accumulation_steps=params.batch_size // params.micro_batch_size,
@@ -170,44 +171,50 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
         eval_steps=params.eval_every,
         eval_on_start=True,
     )
-    model = load_model(inputs["model"], params.trust_remote_code)
     trainer = Trainer(
-        model=model,
+        model=load_model(model_path, params.trust_remote_code),
         args=args,
-        train_dataset=train,
-        eval_dataset=evals,
+        train_dataset=as_dataset(blocks),
+        eval_dataset={kind: as_dataset(rows) for kind, rows in validation.items()},
         data_collator=default_data_collator,
-        callbacks=[curve_callback(ctx.out_dir / "curves_live.jsonl")],
+        callbacks=[curve_callback(out_dir / "curves_live.jsonl")],
     )
-    checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
+    checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
     if checkpoint:
-        ctx.log.info("resuming from %s", checkpoint.name)
+        log.info("resuming from %s", checkpoint.name)
     started = time.time()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - started
     final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
-    write_history(ctx.out_dir / "curves.jsonl", trainer.state.log_history)
-
-    out = ctx.out_dir / "model"
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    trained_tokens = len(blocks) * params.seq_len
+    write_history(out_dir / "curves.jsonl", trainer.state.log_history)
     resumed_steps = int(checkpoint.name.split("-")[1]) if checkpoint else 0
     tokens_this_run = (steps - resumed_steps) * params.batch_size * params.seq_len
     metrics = {
         "final_eval_general_loss": final.get("eval_general_loss"),
         "final_eval_domain_loss": final.get("eval_domain_loss"),
-        "train_tokens": trained_tokens,
+        "train_tokens": len(blocks) * params.seq_len,
         "steps": steps,
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "bf16": args.bf16,
         **info,
     }
+    return trainer, tokenizer, metrics
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[str, Any]:
+    if params.replay_ratio is None and inputs.get("plan"):
+        chosen = json.loads(Path(inputs["plan"]).read_text(encoding="utf-8"))["chosen"]
+        params = params.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
+        ctx.log.info("replay ratio %.3f chosen by the plan stage", chosen["replay_ratio"])
+    trainer, tokenizer, metrics = train(ctx.out_dir, inputs["model"], Path(inputs["corpus"]), params, ctx.log)
+    out = ctx.out_dir / "model"
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
     write_model_card(
         out,
         f"Continual pre-training of `{inputs['model']}` on the {ctx.recipe or 'recipe'} corpus with "
-        f"replay ratio {params.replay_ratio} (share of general tokens), {trained_tokens} tokens.",
+        f"{metrics['general_token_share']:.3f} of its {metrics['train_tokens']} tokens general (replay).",
         {"params": params.model_dump(mode="json"), "metrics": metrics},
     )
     (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -220,6 +227,7 @@ SPEC = StageSpec(
     version=1,
     params=CptParams,
     inputs=("model", "corpus"),
+    optional_inputs=("plan",),
     run=run,
     doc="Continual pre-training with replay (share of general tokens), resumable, curves logged.",
     libraries=("torch", "transformers", "accelerate", "datasets"),

@@ -49,14 +49,22 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
         ),
         ("Corpus", report.corpus_table(stats)),
     ]
-    png = report.curves_png(history) if history else None
-    if png:
-        (ctx.out_dir / "cpt_curves.png").write_bytes(png)
+    images: list[tuple[str, str, bytes]] = []
+    if history:
+        images.append(("CPT loss curves", "cpt_curves.png", report.curves_png(history)))
+    if inputs.get("plan"):
+        cpt_metrics = json.loads((Path(inputs["cpt"]).parent / "metrics.json").read_text(encoding="utf-8"))
+        plan_sections, plan_image = _plan_sections(
+            json.loads(Path(inputs["plan"]).read_text(encoding="utf-8")), cpt_metrics
+        )
+        sections += plan_sections
+        images.append(("Mixture plan: D-CPT Law fits", "plan_fit.png", plan_image))
     md = report.markdown(title, sections)
-    if png:
-        md += "\n## CPT loss curves\n\n![CPT loss curves](cpt_curves.png)\n"
+    for heading, name, png in images:
+        (ctx.out_dir / name).write_bytes(png)
+        md += f"\n## {heading}\n\n![{heading}]({name})\n"
     (ctx.out_dir / "report.md").write_text(md, encoding="utf-8")
-    (ctx.out_dir / "report.html").write_text(report.html_page(title, sections, png), encoding="utf-8")
+    (ctx.out_dir / "report.html").write_text(report.html_page(title, sections, images), encoding="utf-8")
     summary = {model: {task: entry["value"] for task, entry in e["tasks"].items()} for model, e in evals.items()}
     return {
         "outputs": {"report": ctx.out_dir / "report.md", "html": ctx.out_dir / "report.html"},
@@ -64,11 +72,88 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     }
 
 
+def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[list[tuple[str, Any]], bytes]:
+    """The plan's choice, its fit quality, its proxy runs, and its prediction against the real cpt run."""
+    import numpy as np
+
+    from eval import laws
+    from stages.plan import predicted_curves
+
+    chosen = plan["chosen"]
+    share = 1 - cpt_metrics["general_token_share"]
+    tokens = cpt_metrics["train_tokens"]
+    measured = {"domain": cpt_metrics["final_eval_domain_loss"], "general": cpt_metrics["final_eval_general_loss"]}
+    predicted = {
+        kind: float(
+            laws.dcpt_loss([1.0], [tokens], [share if kind == "domain" else 1 - share], plan["fits"][kind]["params"])[0]
+        )
+        for kind in ("domain", "general")
+    }
+    choice = (
+        f"Objective '{plan['objective']}' at {plan['target_tokens']} training tokens: domain share "
+        f"{chosen['domain_share']:.2f}, i.e. replay ratio {chosen['replay_ratio']:.2f}; predicted domain loss "
+        f"{chosen['predicted_domain_loss']:.4f}, general loss {chosen['predicted_general_loss']:.4f} "
+        f"(base: domain {plan['base_loss']['domain']:.4f}, general {plan['base_loss']['general']:.4f})."
+    )
+    quality_rows = []
+    for kind in ("domain", "general"):
+        q = plan["fits"][kind]["quality"]
+        quality_rows.append(
+            [
+                kind,
+                f"{q['huber']:.2e}",
+                f"{q['r2']:.4f}",
+                f"{100 * q['mean_abs_rel_error']:.2f}%",
+                f"{100 * q['leave_one_ratio_out_mean']:.2f}%",
+                f"{100 * q['leave_largest_budget_out']:.2f}%",
+            ]
+        )
+    quality = (
+        ["law", "Huber (log-loss)", "R²", "fit error", "leave-one-ratio-out error", "leave-largest-budget-out error"],
+        quality_rows,
+    )
+    proxies = (
+        ["domain share", "tokens", "domain loss", "general loss"],
+        [
+            [f"{p['domain_share']:.2f}", str(p["tokens"]), f"{p['domain_loss']:.4f}", f"{p['general_loss']:.4f}"]
+            for p in plan["points"]
+        ],
+    )
+    check = (
+        ["loss", "cpt domain share", "cpt tokens", "predicted", "measured", "relative error"],
+        [
+            [
+                kind,
+                f"{share:.2f}",
+                str(tokens),
+                f"{predicted[kind]:.4f}",
+                f"{measured[kind]:.4f}",
+                f"{100 * (predicted[kind] - measured[kind]) / measured[kind]:+.2f}%",
+            ]
+            for kind in ("domain", "general")
+        ],
+    )
+    grid = np.geomspace(min(p["tokens"] for p in plan["points"] if p["tokens"]), max(tokens, plan["target_tokens"]), 50)
+    image = report.plan_png(
+        plan["points"],
+        predicted_curves(plan, grid),
+        grid,
+        {kind: (tokens, share, measured[kind]) for kind in ("domain", "general")},
+    )
+    return [
+        ("Mixture plan (D-CPT Law)", choice),
+        ("Plan: fit quality (errors are mean absolute relative errors of loss)", quality),
+        ("Plan: proxy runs", proxies),
+        ("Plan: prediction against the real cpt run", check),
+    ], image
+
+
 SPEC = StageSpec(
     name="report",
     version=1,
     params=ReportParams,
     inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus"),
+    optional_inputs=("plan",),
     run=run,
     doc="Markdown + HTML report: scores, domain gain vs general forgetting, corpus, CPT curves.",
     libraries=("matplotlib",),

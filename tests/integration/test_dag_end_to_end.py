@@ -72,7 +72,7 @@ def test_stage_outputs_are_loadable_models_with_manifests(first_run):
         AutoModelForCausalLM.from_pretrained(model_dir)
     cpt_key = next(d.key for d in decisions if d.node.name == "cpt")
     curves = [json.loads(line) for line in (store.final_dir("cpt", cpt_key) / "curves.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in curves if "eval_domain_loss" in r] == [0, 2, 4, 6, 8, 8]
+    assert [r["step"] for r in curves if "eval_domain_loss" in r] == [0, 2, 4, 6, 8]
     assert any("eval_general_loss" in r for r in curves)
 
 
@@ -107,7 +107,7 @@ def test_killed_training_stage_resumes(tmp_path, tiny_model, general_jsonl):
         tmp_path / "resume.yaml",
         tiny_model,
         general_jsonl,
-        cpt={"max_tokens": 8192, "save_every": 2, "eval_every": 8},
+        cpt={"max_tokens": 65536, "save_every": 2, "eval_every": 1000},
     )
     store_dir = tmp_path / "runs"
     env = dict(os.environ, PYTHONPATH=str(ROOT), DAPT_STORE=str(store_dir))
@@ -125,9 +125,8 @@ def test_killed_training_stage_resumes(tmp_path, tiny_model, general_jsonl):
         found = sorted(store_dir.glob("cpt/*.partial/checkpoints/checkpoint-*/trainer_state.json"))
         checkpoint_state = found[0] if found else None
         assert process.poll() is None, "the run ended before the cpt stage saved a checkpoint"
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert checkpoint_state is not None, "no cpt checkpoint within 300 s"
-    time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     partial = checkpoint_state.parents[2]
@@ -140,4 +139,45 @@ def test_killed_training_stage_resumes(tmp_path, tiny_model, general_jsonl):
     metrics = Store(store_dir).manifest("cpt", cpt.key)["metrics"]
     assert metrics["resumed_from"] is not None and metrics["resumed_from"].startswith("checkpoint-")
     assert int(metrics["resumed_from"].split("-")[1]) >= 2
-    assert metrics["steps"] == 32
+    assert metrics["steps"] == 256
+
+
+def test_plan_stage_chooses_the_replay_ratio_that_cpt_uses(tmp_path, tiny_model, general_jsonl):
+    recipe_file = tiny_recipe(
+        tmp_path / "planned.yaml",
+        tiny_model,
+        general_jsonl,
+        plan={
+            "domain_shares": [0.25, 0.5, 1.0],
+            "proxy_tokens": 1024,
+            "proxy_eval_every": 1,
+            "fit_starts": 4,
+            "objective": "balanced",
+        },
+    )
+    store = Store(tmp_path / "runs")
+    recipe = load_recipe(str(recipe_file))
+    assert [n.name for n in recipe.nodes][:4] == ["model", "corpus", "plan", "cpt"]
+    assert recipe.params["plan"].cpt.seq_len == 64  # proxies train as the recipe's cpt stage does
+    decisions = Runner(recipe, store).run()
+    key = {d.node.name: d.key for d in decisions}
+    plan = json.loads((store.final_dir("plan", key["plan"]) / "plan.json").read_text())
+    assert {p["domain_share"] for p in plan["points"]} == {0.25, 0.5, 1.0}
+    assert plan["fits"]["domain"]["quality"]["leave_one_ratio_out"].keys() == {"0.250", "0.500", "1.000"}
+    chosen = plan["chosen"]["replay_ratio"]
+    cpt_metrics = store.manifest("cpt", key["cpt"])["metrics"]
+    blocks = cpt_metrics["blocks"]
+    assert cpt_metrics["general_blocks"] == round(chosen * blocks)
+    report = (store.final_dir("report", key["report"]) / "report.md").read_text()
+    assert "Mixture plan (D-CPT Law)" in report and "Plan: prediction against the real cpt run" in report
+    # Pinning the ratio by hand overrides the plan, and changes only cpt's key and what follows.
+    pinned = Runner(load_recipe(str(recipe_file), ["cpt.replay_ratio=0.5"]), store).plan()
+    assert {d.node.name for d in pinned if d.action == "run"} == {
+        "cpt",
+        "sft",
+        "merge",
+        "eval_cpt",
+        "eval_sft",
+        "eval_merge",
+        "report",
+    }

@@ -1,0 +1,293 @@
+"""Scaling laws for planning continual pre-training: fit on small runs, predict the rest.
+
+- Chinchilla (Hoffmann et al. 2022): L = E + A/N^alpha + B/D^beta; a known-answer check.
+- D-CPT Law (Que et al. 2024): L(N, D, r) = E + A/N^alpha + B*r^eta/D^beta + C/(r+eps)^gamma, fitted
+  separately for general loss (r = general share) and domain loss (r = domain share). With a single
+  model size the A/N^alpha term is a constant and folds into E.
+- CPT learning-dynamics law (Wang et al. 2025): L(t) = L0 + A*(S1_pt + S1_cpt)^-alpha - C1*S2_pt
+  - C2*S2_cpt + B*(1 - (1 + E*S1_cpt)^-beta), with S1 the sum of learning rates and S2 the annealing
+  area (momentum form, lambda 0.999). For a released model the pre-training schedule is unknown:
+  S1_pt is fitted and C1*S2_pt folds into L0.
+
+Fitting follows Chinchilla's appendix D.2: Huber loss (delta 1e-3) on log-loss, L-BFGS from a grid
+of starting points, keep the best. scipy's L-BFGS-B is used rather than a hand-written optimiser.
+Judge a D-CPT fit by its predictions, not its parameters: several are weakly identifiable.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HUBER_DELTA = 1e-3
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    absolute = np.abs(residual)
+    return np.where(absolute <= delta, 0.5 * residual**2, delta * (absolute - 0.5 * delta))
+
+
+@dataclass
+class Fit:
+    """A fitted law: its parameters, the objective reached, and how well it describes its data."""
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    objective: float
+    predict_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
+    r2: float = float("nan")
+    mean_abs_rel_error: float = float("nan")
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {name: float(value) for name, value in zip(self.names, self.values, strict=True)}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.predict_fn(self.values, np.asarray(x, dtype=float))
+
+
+def _fit(
+    names: tuple[str, ...],
+    model: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    starts: Sequence[np.ndarray],
+    bounds: Sequence[tuple[float | None, float | None]],
+) -> Fit:
+    """Huber on log-loss, L-BFGS-B from every start, best objective wins."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(x, dtype=float)
+    log_y = np.log(np.asarray(y, dtype=float))
+
+    def objective(theta: np.ndarray) -> float:
+        predicted = model(theta, x)
+        if np.any(~np.isfinite(predicted)) or np.any(predicted <= 0):
+            return 1e6
+        return float(np.sum(huber(np.log(predicted) - log_y)))
+
+    best = None
+    for start in starts:
+        result = minimize(objective, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
+        if best is None or result.fun < best.fun:
+            best = result
+    assert best is not None
+    fit = Fit(names, best.x, float(best.fun), model)
+    predicted = fit.predict(x)
+    y = np.asarray(y, dtype=float)
+    fit.r2 = float(1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2))
+    fit.mean_abs_rel_error = float(np.mean(np.abs(predicted - y) / y))
+    return fit
+
+
+# --- Chinchilla: x = [N, D] -------------------------------------------------------------------
+
+
+def _chinchilla(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    e, a, b, alpha, beta = theta
+    n, d = x[:, 0], x[:, 1]
+    return np.exp(e) + np.exp(a - alpha * np.log(n)) + np.exp(b - beta * np.log(d))
+
+
+def chinchilla_loss(n: np.ndarray, d: np.ndarray, p: dict[str, float] = CHINCHILLA) -> np.ndarray:
+    return p["E"] + p["A"] / np.asarray(n, float) ** p["alpha"] + p["B"] / np.asarray(d, float) ** p["beta"]
+
+
+def fit_chinchilla(n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Fit L = E + A/N^alpha + B/D^beta (log-parametrised E, A, B, as in the paper)."""
+    grid = itertools.product([-1.0, 0.5], [0.0, 5.0, 10.0], [0.0, 5.0, 10.0], [0.0, 0.5], [0.0, 0.5])
+    fit = _fit(
+        ("e", "a", "b", "alpha", "beta"),
+        _chinchilla,
+        np.column_stack([n, d]),
+        loss,
+        [np.array(s) for s in grid],
+        [(-5, 5), (-5, 25), (-5, 25), (0, 2), (0, 2)],
+    )
+    e, a, b, alpha, beta = fit.values
+    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
+
+
+# --- D-CPT Law: x = [N, D, r] -------------------------------------------------------------------
+
+DCPT_NAMES = ("e", "a", "alpha", "b", "eta", "beta", "c", "gamma", "log_eps")
+
+
+def _dcpt(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    e, a, alpha, b, eta, beta, c, gamma, log_eps = theta
+    n, d, r = x[:, 0], x[:, 1], x[:, 2]
+    return (
+        np.exp(e)
+        + np.exp(a - alpha * np.log(n))
+        + np.exp(b - beta * np.log(d)) * np.power(r, eta)
+        + np.exp(c - gamma * np.log(r + np.exp(log_eps)))
+    )
+
+
+def dcpt_loss(n: np.ndarray, d: np.ndarray, r: np.ndarray, p: dict[str, float]) -> np.ndarray:
+    """The D-CPT Law with plain parameters E, A, alpha, B, eta, beta, C, gamma, eps."""
+    n, d, r = (np.asarray(v, float) for v in (n, d, r))
+    return (
+        p["E"]
+        + p["A"] / n ** p["alpha"]
+        + p["B"] * r ** p["eta"] / d ** p["beta"]
+        + p["C"] / (r + p["eps"]) ** p["gamma"]
+    )
+
+
+def fit_dcpt(n: np.ndarray, d: np.ndarray, r: np.ndarray, loss: np.ndarray, starts: int = 64) -> Fit:
+    """Fit the D-CPT Law. With one model size, the N term is held at zero (it folds into E)."""
+    single_size = len(np.unique(n)) == 1
+    rng = np.random.default_rng(0)
+    lo = np.array([-3.0, -3.0, 0.0, -3.0, 0.0, 0.0, -6.0, 0.0, -6.0])
+    hi = np.array([2.0, 12.0, 1.0, 12.0, 1.5, 1.0, 2.0, 1.5, 0.0])
+    points = lo + (hi - lo) * rng.random((starts, len(lo)))
+    bounds: list[tuple[float | None, float | None]] = [
+        (-10, 10),
+        (-30, 30),
+        (0, 3),
+        (-30, 30),
+        (0, 3),
+        (0, 3),
+        (-30, 10),
+        (0, 5),
+        (-12, 2),
+    ]
+    if single_size:
+        points[:, 1], points[:, 2] = -30.0, 0.0
+        bounds[1], bounds[2] = (-30.0, -30.0), (0.0, 0.0)
+    return _fit(DCPT_NAMES, _dcpt, np.column_stack([n, d, r]), loss, list(points), bounds)
+
+
+def dcpt_params(fit: Fit) -> dict[str, float]:
+    """Plain D-CPT parameters (E, A, alpha, B, eta, beta, C, gamma, eps) from a fit."""
+    p = fit.params
+    return {
+        "E": float(np.exp(p["e"])),
+        "A": float(np.exp(p["a"])),
+        "alpha": p["alpha"],
+        "B": float(np.exp(p["b"])),
+        "eta": p["eta"],
+        "beta": p["beta"],
+        "C": float(np.exp(p["c"])),
+        "gamma": p["gamma"],
+        "eps": float(np.exp(p["log_eps"])),
+    }
+
+
+# --- Choosing the mixture -----------------------------------------------------------------------
+
+
+def choose_ratio(
+    domain_fit: Fit,
+    general_fit: Fit,
+    n: float,
+    d: float,
+    objective: str,
+    general_base_loss: float | None = None,
+    max_general_rise: float = 0.02,
+    domain_tokens: float | None = None,
+    domain_weight: float = 0.5,
+    domain_base_loss: float | None = None,
+    grid: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Pick the domain share r_d of the CPT stream for one of three goals.
+
+    - ``constrained``: minimise domain loss subject to general loss <= (1 + max_general_rise) * base.
+    - ``limited_domain``: only ``domain_tokens`` exist: minimise L_d(N, D_d / r_d, r_d).
+    - ``balanced``: minimise w * L_d / L_d_base + (1 - w) * L_g / L_g_base.
+    The general law is evaluated at r_g = 1 - r_d. Returns the ratio and the predicted losses.
+    """
+    r_d = np.linspace(0.01, 0.99, 99) if grid is None else grid
+    tokens = np.full_like(r_d, d, dtype=float)
+    if objective == "limited_domain":
+        if not domain_tokens:
+            raise ValueError("objective 'limited_domain' needs domain_tokens")
+        tokens = domain_tokens / r_d
+    points_d = np.column_stack([np.full_like(r_d, n), tokens, r_d])
+    points_g = np.column_stack([np.full_like(r_d, n), tokens, 1 - r_d])
+    loss_d, loss_g = domain_fit.predict(points_d), general_fit.predict(points_g)
+    if objective == "constrained":
+        if general_base_loss is None:
+            raise ValueError("objective 'constrained' needs general_base_loss")
+        allowed = loss_g <= (1 + max_general_rise) * general_base_loss
+        if not allowed.any():
+            index = int(np.argmin(loss_g))  # nothing meets the bound: least general harm
+        else:
+            index = int(np.flatnonzero(allowed)[np.argmin(loss_d[allowed])])
+    elif objective == "limited_domain":
+        index = int(np.argmin(loss_d))
+    elif objective == "balanced":
+        if general_base_loss is None or domain_base_loss is None:
+            raise ValueError("objective 'balanced' needs both base losses")
+        score = domain_weight * loss_d / domain_base_loss + (1 - domain_weight) * loss_g / general_base_loss
+        index = int(np.argmin(score))
+    else:
+        raise ValueError(f"unknown objective '{objective}': constrained, limited_domain or balanced")
+    return {
+        "domain_share": float(r_d[index]),
+        "replay_ratio": float(1 - r_d[index]),
+        "tokens": float(tokens[index]),
+        "predicted_domain_loss": float(loss_d[index]),
+        "predicted_general_loss": float(loss_g[index]),
+    }
+
+
+# --- Compute-optimal allocation of the cross-lingual CPT law ------------------------------------
+
+
+def cross_lingual_allocation(alpha: float, beta_prime: float, gamma: float) -> tuple[float, float]:
+    """Exponents (a, b) of N_opt ~ C^a and D_opt ~ C^b for L = E + A/N^alpha + B/(N^gamma * D^beta').
+
+    With C = 6ND, substituting D = C/(6N) gives A*N^-alpha + B*(C/6)^-beta' * N^(beta'-gamma); setting
+    the derivative in N to zero gives N_opt ~ C^(beta' / (alpha + beta' - gamma)), D_opt ~ C^(1 - a).
+    """
+    a = beta_prime / (alpha + beta_prime - gamma)
+    return a, 1 - a
+
+
+# --- CPT learning-dynamics law --------------------------------------------------------------------
+
+
+def schedule_areas(learning_rates: Sequence[float], decay: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
+    """S1 (cumulative learning rate) and S2 (annealing area, momentum form) after each step.
+
+    S2 = sum_i sum_{k<=i} (eta_{k-1} - eta_k) * decay^(i-k): the learning-rate drops, remembered with
+    momentum, summed over steps (Tissue et al. 2024's form, used by Wang et al. 2025).
+    """
+    lr = np.asarray(learning_rates, dtype=float)
+    s1 = np.cumsum(lr)
+    drops = np.concatenate([[0.0], lr[:-1] - lr[1:]])
+    momentum = np.zeros_like(lr)
+    running = 0.0
+    for i, drop in enumerate(drops):
+        running = running * decay + drop
+        momentum[i] = running
+    return s1, np.cumsum(momentum)
+
+
+CURVE_NAMES = ("l0", "log_a", "log_s1_pt", "alpha", "c2", "b", "log_e", "beta")
+
+
+def _curve(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    l0, log_a, log_s1_pt, alpha, c2, b, log_e, beta = theta
+    s1, s2 = x[:, 0], x[:, 1]
+    return (
+        l0
+        + np.exp(log_a) * (np.exp(log_s1_pt) + s1) ** (-alpha)
+        - c2 * s2
+        + b * (1 - (1 + np.exp(log_e) * s1) ** (-beta))
+    )
+
+
+def fit_cpt_curve(s1: np.ndarray, s2: np.ndarray, loss: np.ndarray) -> Fit:
+    """Fit the learning-dynamics law to one validation curve (B > 0 general, B < 0 domain)."""
+    grid = itertools.product(
+        [np.min(loss) * 0.8], [-1.0, 1.0], [-2.0, 2.0], [0.3, 1.0], [0.0, 1.0], [-0.5, 0.5], [0.0, 3.0], [0.5]
+    )
+    bounds = [(0.0, None), (-10, 10), (-10, 15), (0.0, 3.0), (-50, 50), (-5, 5), (-10, 10), (0.01, 5)]
+    return _fit(CURVE_NAMES, _curve, np.column_stack([s1, s2]), loss, [np.array(s) for s in grid], bounds)

@@ -1,0 +1,156 @@
+"""Scaling-law fitting on known answers: recover Chinchilla, predict D-CPT points at the noise floor."""
+
+import numpy as np
+import pytest
+
+from eval.laws import (
+    CHINCHILLA,
+    _curve,
+    chinchilla_loss,
+    choose_ratio,
+    cross_lingual_allocation,
+    dcpt_loss,
+    fit_chinchilla,
+    fit_cpt_curve,
+    fit_dcpt,
+    schedule_areas,
+)
+
+DCPT_TRUTH = {
+    "E": 1.5,
+    "A": 300.0,
+    "alpha": 0.3,
+    "B": 60.0,
+    "eta": 0.4,
+    "beta": 0.3,
+    "C": 0.05,
+    "gamma": 0.5,
+    "eps": 0.02,
+}
+
+
+def _chinchilla_grid(noise: float, seed: int = 0):
+    n, d = (g.ravel() for g in np.meshgrid(np.geomspace(1e7, 1e10, 7), np.geomspace(1e9, 1e12, 7)))
+    loss = chinchilla_loss(n, d) * (1 + noise * np.random.default_rng(seed).standard_normal(n.size))
+    return n, d, loss
+
+
+def test_chinchilla_recovered_exactly_without_noise():
+    fitted = fit_chinchilla(*_chinchilla_grid(0.0))
+    for name, truth in CHINCHILLA.items():
+        assert fitted[name] == pytest.approx(truth, rel=0.01), name
+
+
+def test_chinchilla_recovered_within_a_few_percent_with_noise():
+    fitted = fit_chinchilla(*_chinchilla_grid(0.002))
+    for name in ("E", "alpha", "beta"):
+        assert fitted[name] == pytest.approx(CHINCHILLA[name], rel=0.05), name
+    n, d = np.array([7e10]), np.array([1.4e12])  # Chinchilla itself, outside the fitted grid
+    assert chinchilla_loss(n, d, fitted)[0] == pytest.approx(chinchilla_loss(n, d)[0], rel=0.01)
+
+
+def _dcpt_grid(noise: float, seed: int = 0):
+    grid = np.meshgrid([1e8, 5e8, 2e9], np.linspace(0.1, 0.9, 9), np.geomspace(1e8, 2e10, 8), indexing="ij")
+    n, r, d = (g.ravel() for g in grid)
+    loss = dcpt_loss(n, d, r, DCPT_TRUTH) * (1 + noise * np.random.default_rng(seed).standard_normal(n.size))
+    return n, d, r, loss
+
+
+def test_dcpt_predictions_match_without_noise():
+    n, d, r, loss = _dcpt_grid(0.0)
+    fit = fit_dcpt(n, d, r, loss, starts=16)
+    assert fit.mean_abs_rel_error < 1e-3
+    assert fit.r2 > 0.999
+
+
+def test_dcpt_fit_is_at_the_noise_floor_and_predicts_a_held_out_ratio():
+    n, d, r, loss = _dcpt_grid(0.01)
+    fit = fit_dcpt(n, d, r, loss, starts=32)
+    assert fit.mean_abs_rel_error < 0.012  # noise is 1%: a mean |error| of ~0.8% is the floor
+    held_out = np.isclose(r, 0.5)
+    partial = fit_dcpt(n[~held_out], d[~held_out], r[~held_out], loss[~held_out], starts=32)
+    truth = dcpt_loss(n[held_out], d[held_out], r[held_out], DCPT_TRUTH)
+    predicted = partial.predict(np.column_stack([n[held_out], d[held_out], r[held_out]]))
+    assert np.mean(np.abs(predicted - truth) / truth) < 0.01
+
+
+def test_single_size_fit_folds_the_size_term_into_e():
+    n, d, r, loss = _dcpt_grid(0.0)
+    one = n == 1e8
+    fit = fit_dcpt(n[one], d[one], r[one], loss[one], starts=16)
+    assert fit.params["alpha"] == 0.0 and fit.mean_abs_rel_error < 2e-3
+
+
+def test_cross_lingual_compute_optimal_allocation():
+    a, b = cross_lingual_allocation(alpha=0.40, beta_prime=0.20, gamma=0.08)
+    assert (round(a, 3), round(b, 3)) == (0.385, 0.615)
+    # The closed form matches a numerical minimisation of the loss at fixed compute.
+    budgets = np.geomspace(1e18, 1e22, 5)
+    optimal_n = []
+    for c in budgets:
+        n = np.geomspace(1e6, 1e13, 20000)
+        loss = 400 / n**0.40 + 400 / (n**0.08 * (c / (6 * n)) ** 0.20)
+        optimal_n.append(n[np.argmin(loss)])
+    slope = np.polyfit(np.log(budgets), np.log(optimal_n), 1)[0]
+    assert slope == pytest.approx(a, abs=0.01)
+
+
+def test_choose_ratio_objectives():
+    n, d, r, loss = _dcpt_grid(0.0)
+    one = n == 5e8
+    domain_fit = fit_dcpt(n[one], d[one], r[one], loss[one], starts=16)
+    # General loss that clearly rises as the domain share grows (replay shrinks).
+    general_truth = dict(DCPT_TRUTH, E=1.8, B=10.0, C=0.3)
+    general_fit = fit_dcpt(n[one], d[one], r[one], dcpt_loss(n[one], d[one], r[one], general_truth), starts=16)
+    free = choose_ratio(
+        domain_fit, general_fit, 5e8, 1e9, "balanced", general_base_loss=1.0, domain_base_loss=1.0, domain_weight=1.0
+    )
+    assert 0.3 < free["domain_share"] < 0.6  # the domain law alone has an interior optimum
+    bound = float(general_fit.predict(np.array([[5e8, 1e9, 0.8]]))[0])  # general loss at domain share 0.2
+    tight = choose_ratio(
+        domain_fit, general_fit, 5e8, 1e9, "constrained", general_base_loss=bound, max_general_rise=0.0
+    )
+    assert tight["domain_share"] == pytest.approx(0.2, abs=0.011)
+    assert tight["predicted_general_loss"] <= bound + 1e-9
+    loose = choose_ratio(
+        domain_fit, general_fit, 5e8, 1e9, "constrained", general_base_loss=bound, max_general_rise=0.5
+    )
+    assert loose["domain_share"] == free["domain_share"]  # a loose bound does not bind
+    limited = choose_ratio(domain_fit, general_fit, 5e8, 1e9, "limited_domain", domain_tokens=2e8)
+    assert limited["tokens"] == pytest.approx(2e8 / limited["domain_share"])
+    with pytest.raises(ValueError, match="needs domain_tokens"):
+        choose_ratio(domain_fit, general_fit, 5e8, 1e9, "limited_domain")
+
+
+def test_schedule_areas():
+    constant = [1e-3] * 10
+    s1, s2 = schedule_areas(constant)
+    assert s1[-1] == pytest.approx(1e-2) and np.all(s2 == 0)
+    s1, s2 = schedule_areas([1.0, 0.5, 0.5], decay=0.5)
+    # drops: 0, 0.5, 0; momentum: 0, 0.5, 0.25; S2 cumulative: 0, 0.5, 0.75
+    assert list(s2) == [0.0, 0.5, 0.75]
+
+
+def test_cpt_curve_law_predicts_another_schedule():
+    truth = np.array([1.8, 0.0, 1.0, 0.5, 2.0, 0.3, 3.0, 0.6])  # l0, log_a, log_s1_pt, alpha, c2, b, log_e, beta
+
+    def cosine(steps, peak=1e-2, warmup=20):
+        t = np.arange(steps)
+        return np.where(
+            t < warmup, peak * (t + 1) / warmup, peak * 0.5 * (1 + np.cos(np.pi * (t - warmup) / (steps - warmup)))
+        )
+
+    def wsd(steps, peak=1e-2, warmup=20, decay=80):
+        t = np.arange(steps)
+        lr = np.where(t < warmup, peak * (t + 1) / warmup, peak)
+        tail = t >= steps - decay
+        return np.where(tail, peak * (steps - t) / decay, lr)
+
+    s1, s2 = schedule_areas(cosine(400))
+    observed = _curve(truth, np.column_stack([s1, s2]))
+    fit = fit_cpt_curve(s1, s2, observed)
+    assert fit.mean_abs_rel_error < 1e-3
+    w1, w2 = schedule_areas(wsd(400))
+    predicted = fit.predict(np.column_stack([w1, w2]))
+    expected = _curve(truth, np.column_stack([w1, w2]))
+    assert np.max(np.abs(predicted - expected) / expected) < 0.01
