@@ -179,6 +179,54 @@ def dcpt_params(fit: Fit) -> dict[str, float]:
     }
 
 
+# --- Cross-Domain D-CPT Law: x = [N, D, r, k1, k2] -------------------------------------------------
+
+CROSS_NAMES = (*DCPT_NAMES, "f", "mu", "log_w2")
+
+
+def domain_coefficient(k1: np.ndarray, k2: np.ndarray, w2: float) -> np.ndarray:
+    """K = 1/k1 + w2 * k2 from a domain's early run: k1 its first validation loss after training starts,
+    k2 the relative decline of that loss between its first two evaluations. (w1 is fixed at 1: F and
+    the weights are otherwise only identifiable up to scale.)"""
+    return 1.0 / np.asarray(k1, float) + w2 * np.asarray(k2, float)
+
+
+def _cross(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    f, mu, log_w2 = theta[-3:]
+    k = domain_coefficient(x[:, 3], x[:, 4], np.exp(log_w2))
+    return _dcpt(theta[:-3], x[:, :3]) + np.exp(f - mu * np.log(k))
+
+
+def fit_cross_domain(
+    n: np.ndarray, d: np.ndarray, r: np.ndarray, k1: np.ndarray, k2: np.ndarray, loss: np.ndarray, starts: int = 64
+) -> Fit:
+    """The D-CPT Law plus F/K^mu, K built per domain from its early run, so a new domain's losses can
+    be predicted from about 1% of a normal run (its k1 and k2) without its own mixture grid."""
+    rng = np.random.default_rng(0)
+    lo = np.array([-3.0, -3.0, 0.0, -3.0, 0.0, 0.0, -6.0, 0.0, -6.0, -3.0, 0.0, -3.0])
+    hi = np.array([2.0, 12.0, 1.0, 12.0, 1.5, 1.0, 2.0, 1.5, 0.0, 2.0, 2.0, 3.0])
+    points = lo + (hi - lo) * rng.random((starts, len(lo)))
+    bounds: list[tuple[float | None, float | None]] = [
+        (-10, 10),
+        (-30, 30),
+        (0, 3),
+        (-30, 30),
+        (0, 3),
+        (0, 3),
+        (-30, 10),
+        (0, 5),
+        (-12, 2),
+        (-30, 10),
+        (0, 5),
+        (-10, 10),
+    ]
+    if len(np.unique(n)) == 1:
+        points[:, 1], points[:, 2] = -30.0, 0.0
+        bounds[1], bounds[2] = (-30.0, -30.0), (0.0, 0.0)
+    x = np.column_stack([n, d, r, k1, k2])
+    return _fit(CROSS_NAMES, _cross, x, loss, list(points), bounds)
+
+
 # --- Choosing the mixture -----------------------------------------------------------------------
 
 
@@ -287,7 +335,42 @@ def _curve(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
 def fit_cpt_curve(s1: np.ndarray, s2: np.ndarray, loss: np.ndarray) -> Fit:
     """Fit the learning-dynamics law to one validation curve (B > 0 general, B < 0 domain)."""
     grid = itertools.product(
-        [np.min(loss) * 0.8], [-1.0, 1.0], [-2.0, 2.0], [0.3, 1.0], [0.0, 1.0], [-0.5, 0.5], [0.0, 3.0], [0.5]
+        [np.min(loss) * 0.8], [0.0], [-2.0, 2.0, 6.0], [0.5], [0.0], [-0.5, 0.5], [-3.0, 0.0, 3.0], [0.5]
     )
     bounds = [(0.0, None), (-10, 10), (-10, 15), (0.0, 3.0), (-50, 50), (-5, 5), (-10, 10), (0.01, 5)]
     return _fit(CURVE_NAMES, _curve, np.column_stack([s1, s2]), loss, [np.array(s) for s in grid], bounds)
+
+
+def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dict | None:
+    """Fit the learning-dynamics law to a Trainer log (``eval_<kind>_loss`` points, per-step learning rates).
+
+    Returns the fit, its fitted losses at the logged points and, when there are enough points, the
+    error of a fit on the first two thirds predicting the last third. None with too few points.
+    """
+    lr_by_step = {r["step"]: r["learning_rate"] for r in history if "learning_rate" in r and "step" in r}
+    evals = sorted({r["step"]: r[f"eval_{kind}_loss"] for r in history if f"eval_{kind}_loss" in r}.items())
+    if len(evals) < min_points or not lr_by_step:
+        return None
+    last = max(lr_by_step)
+    rates = np.array([lr_by_step.get(step, 0.0) for step in range(1, last + 1)])
+    rates = rates / max(rates.max(), 1e-30)  # S1 in steps at the peak rate: keeps the fit well scaled
+    s1_all, s2_all = schedule_areas(rates)
+    s1_all, s2_all = np.concatenate([[0.0], s1_all]), np.concatenate([[0.0], s2_all])
+    steps = np.array([s for s, _ in evals])
+    loss = np.array([v for _, v in evals])
+    s1, s2 = s1_all[np.minimum(steps, last)], s2_all[np.minimum(steps, last)]
+    fit = fit_cpt_curve(s1, s2, loss)
+    result = {
+        "steps": steps.tolist(),
+        "measured": loss.tolist(),
+        "fitted": fit.predict(np.column_stack([s1, s2])).tolist(),
+        "fit_error": fit.mean_abs_rel_error,
+        "params": fit.params,
+    }
+    cut = int(np.ceil(len(steps) * 2 / 3))
+    if len(steps) >= 6 and cut < len(steps):
+        early = fit_cpt_curve(s1[:cut], s2[:cut], loss[:cut])
+        predicted = early.predict(np.column_stack([s1[cut:], s2[cut:]]))
+        result["early_fit_prediction_error"] = float(np.mean(np.abs(predicted - loss[cut:]) / loss[cut:]))
+        result["early_fit_points"] = cut
+    return result

@@ -92,8 +92,8 @@ def corpus_table(stats: dict[str, Any]) -> Table:
     return header, rows
 
 
-def curves_png(history: list[dict[str, Any]]) -> bytes:
-    """Training loss and held-out general/domain loss against step, as a PNG."""
+def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]] | None = None) -> bytes:
+    """Training loss and held-out general/domain loss against step, with fitted law curves dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +110,9 @@ def curves_png(history: list[dict[str, Any]]) -> bytes:
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o" if key != "loss" else None, label=label, alpha=0.5 if key == "loss" else 1.0)
+    for kind, fit in (law_fits or {}).items():
+        colour = "C1" if kind == "general" else "C2"
+        ax.plot(fit["steps"], fit["fitted"], "--", color=colour, label=f"{kind}: learning-dynamics law fit")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title("Continual pre-training: loss curves")

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval import report
+from eval import laws, report
 from stages.base import Params, StageContext, StageSpec
 from stages.corpus import read_jsonl
 
@@ -50,8 +50,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
         ("Corpus", report.corpus_table(stats)),
     ]
     images: list[tuple[str, str, bytes]] = []
+    law_fits = {kind: laws.fit_logged_curve(history, kind) for kind in ("general", "domain")}
+    law_fits = {kind: fit for kind, fit in law_fits.items() if fit}
+    if law_fits:
+        sections.append(("CPT learning-dynamics law (Wang et al. 2025) on the cpt curves", _curve_law_table(law_fits)))
     if history:
-        images.append(("CPT loss curves", "cpt_curves.png", report.curves_png(history)))
+        images.append(("CPT loss curves", "cpt_curves.png", report.curves_png(history, law_fits)))
     if inputs.get("plan"):
         cpt_metrics = json.loads((Path(inputs["cpt"]).parent / "metrics.json").read_text(encoding="utf-8"))
         plan_sections, plan_image = _plan_sections(
@@ -72,12 +76,28 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     }
 
 
+def _curve_law_table(fits: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for kind, fit in fits.items():
+        early = fit.get("early_fit_prediction_error")
+        rows.append(
+            [
+                kind,
+                str(len(fit["steps"])),
+                f"{100 * fit['fit_error']:.2f}%",
+                f"{100 * early:.2f}% (fit on {fit['early_fit_points']})" if early is not None else "too few points",
+                f"{fit['params']['b']:+.3f}",
+            ]
+        )
+    header = ["held-out loss", "eval points", "fit error", "first 2/3 predicting the rest", "B (+ general, - domain)"]
+    return header, rows
+
+
 def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[list[tuple[str, Any]], bytes]:
     """The plan's choice, its fit quality, its proxy runs, and its prediction against the real cpt run."""
     import numpy as np
 
-    from eval import laws
-    from stages.plan import predicted_curves
+    from stages.plan import predicted_curves, proxy_table
 
     chosen = plan["chosen"]
     share = 1 - cpt_metrics["general_token_share"]
@@ -116,7 +136,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
         ["domain share", "tokens", "domain loss", "general loss"],
         [
             [f"{p['domain_share']:.2f}", str(p["tokens"]), f"{p['domain_loss']:.4f}", f"{p['general_loss']:.4f}"]
-            for p in plan["points"]
+            for p in proxy_table(plan)
         ],
     )
     check = (
@@ -143,14 +163,14 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
     return [
         ("Mixture plan (D-CPT Law)", choice),
         ("Plan: fit quality (errors are mean absolute relative errors of loss)", quality),
-        ("Plan: proxy runs", proxies),
+        ("Plan: proxy runs (the base model's losses at 0 tokens are in the line above)", proxies),
         ("Plan: prediction against the real cpt run", check),
     ], image
 
 
 SPEC = StageSpec(
     name="report",
-    version=1,
+    version=2,
     params=ReportParams,
     inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus"),
     optional_inputs=("plan",),

@@ -13,6 +13,7 @@ from eval.laws import (
     fit_chinchilla,
     fit_cpt_curve,
     fit_dcpt,
+    fit_logged_curve,
     schedule_areas,
 )
 
@@ -154,3 +155,53 @@ def test_cpt_curve_law_predicts_another_schedule():
     predicted = fit.predict(np.column_stack([w1, w2]))
     expected = _curve(truth, np.column_stack([w1, w2]))
     assert np.max(np.abs(predicted - expected) / expected) < 0.01
+
+
+def test_fit_logged_curve_reads_a_trainer_log():
+    truth = np.array([1.8, 0.0, 1.0, 0.5, 2.0, -0.3, 0.0, 0.6])  # a domain curve: B < 0
+    steps = 60
+    peak = 1e-4
+    rates = [peak * min(1.0, (t + 1) / 6) * (0.55 + 0.45 * np.cos(np.pi * t / steps)) for t in range(steps)]
+    s1, s2 = schedule_areas(np.array(rates) / peak)
+    history = [{"step": t + 1, "loss": 3.0, "learning_rate": lr} for t, lr in enumerate(rates)]
+    for step in range(0, steps + 1, 6):
+        x = np.array([[0.0, 0.0]]) if step == 0 else np.column_stack([s1[step - 1 : step], s2[step - 1 : step]])
+        history.append({"step": step, "eval_domain_loss": float(_curve(truth, x)[0])})
+    result = fit_logged_curve(history, "domain")
+    assert result is not None and len(result["steps"]) == 11
+    assert result["fit_error"] < 2e-3
+    assert result["early_fit_points"] == 8 and result["early_fit_prediction_error"] < 0.02
+    assert fit_logged_curve(history, "general") is None  # no general points logged
+
+
+def test_cross_domain_law_predicts_a_new_domain_from_its_early_run():
+    from eval.laws import _cross, fit_cross_domain
+
+    # Shared D-CPT parameters (log form) plus F, mu, log w2; five domains differ by (k1, k2).
+    truth = np.array(
+        [
+            np.log(1.5),
+            -30.0,
+            0.0,
+            np.log(60.0),
+            0.4,
+            0.3,
+            np.log(0.05),
+            0.5,
+            np.log(0.02),
+            np.log(2.0),
+            1.2,
+            np.log(3.0),
+        ]
+    )
+    domains = [(2.2, 0.05), (2.6, 0.12), (3.0, 0.08), (3.4, 0.20), (2.8, 0.15)]
+    grid = np.meshgrid(np.linspace(0.1, 0.9, 5), np.geomspace(1e8, 2e10, 5), indexing="ij")
+    r, d = (g.ravel() for g in grid)
+    rows = [np.column_stack([np.ones_like(r), d, r, np.full_like(r, k1), np.full_like(r, k2)]) for k1, k2 in domains]
+    x = np.vstack(rows)
+    loss = _cross(truth, x) * (1 + 0.005 * np.random.default_rng(1).standard_normal(len(x)))
+    new = x[:, 3] == 2.8  # the held-out domain: only its k1, k2 are known
+    fit = fit_cross_domain(*(x[~new].T), loss[~new], starts=24)
+    predicted = fit.predict(x[new])
+    truth_new = _cross(truth, x[new])
+    assert np.mean(np.abs(predicted - truth_new) / truth_new) < 0.02
