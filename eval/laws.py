@@ -341,24 +341,32 @@ def fit_cpt_curve(s1: np.ndarray, s2: np.ndarray, loss: np.ndarray) -> Fit:
     return _fit(CURVE_NAMES, _curve, np.column_stack([s1, s2]), loss, [np.array(s) for s in grid], bounds)
 
 
+def _logged_points(history: list[dict], kind: str, scale: float | None) -> tuple[np.ndarray, ...] | None:
+    """(steps, S1, S2, loss, scale) at a log's ``eval_<kind>_loss`` points; S1 in steps at rate ``scale``."""
+    lr_by_step = {r["step"]: r["learning_rate"] for r in history if "learning_rate" in r and "step" in r}
+    evals = sorted({r["step"]: r[f"eval_{kind}_loss"] for r in history if f"eval_{kind}_loss" in r}.items())
+    if not evals or not lr_by_step:
+        return None
+    last = max(lr_by_step)
+    rates = np.array([lr_by_step.get(step, 0.0) for step in range(1, last + 1)])
+    scale = scale or max(float(rates.max()), 1e-30)  # S1 in steps at the peak rate: keeps the fit well scaled
+    s1_all, s2_all = schedule_areas(rates / scale)
+    s1_all, s2_all = np.concatenate([[0.0], s1_all]), np.concatenate([[0.0], s2_all])
+    steps = np.array([s for s, _ in evals])
+    at = np.minimum(steps, last)
+    return steps, s1_all[at], s2_all[at], np.array([v for _, v in evals]), np.array(scale)
+
+
 def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dict | None:
     """Fit the learning-dynamics law to a Trainer log (``eval_<kind>_loss`` points, per-step learning rates).
 
     Returns the fit, its fitted losses at the logged points and, when there are enough points, the
     error of a fit on the first two thirds predicting the last third. None with too few points.
     """
-    lr_by_step = {r["step"]: r["learning_rate"] for r in history if "learning_rate" in r and "step" in r}
-    evals = sorted({r["step"]: r[f"eval_{kind}_loss"] for r in history if f"eval_{kind}_loss" in r}.items())
-    if len(evals) < min_points or not lr_by_step:
+    points = _logged_points(history, kind, None)
+    if points is None or len(points[0]) < min_points:
         return None
-    last = max(lr_by_step)
-    rates = np.array([lr_by_step.get(step, 0.0) for step in range(1, last + 1)])
-    rates = rates / max(rates.max(), 1e-30)  # S1 in steps at the peak rate: keeps the fit well scaled
-    s1_all, s2_all = schedule_areas(rates)
-    s1_all, s2_all = np.concatenate([[0.0], s1_all]), np.concatenate([[0.0], s2_all])
-    steps = np.array([s for s, _ in evals])
-    loss = np.array([v for _, v in evals])
-    s1, s2 = s1_all[np.minimum(steps, last)], s2_all[np.minimum(steps, last)]
+    steps, s1, s2, loss, scale = points
     fit = fit_cpt_curve(s1, s2, loss)
     result = {
         "steps": steps.tolist(),
@@ -366,6 +374,7 @@ def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dic
         "fitted": fit.predict(np.column_stack([s1, s2])).tolist(),
         "fit_error": fit.mean_abs_rel_error,
         "params": fit.params,
+        "lr_scale": float(scale),
     }
     cut = int(np.ceil(len(steps) * 2 / 3))
     if len(steps) >= 6 and cut < len(steps):
@@ -374,3 +383,21 @@ def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dic
         result["early_fit_prediction_error"] = float(np.mean(np.abs(predicted - loss[cut:]) / loss[cut:]))
         result["early_fit_points"] = cut
     return result
+
+
+def predict_logged_curve(fitted: dict, history: list[dict], kind: str) -> dict | None:
+    """Use a curve fitted on one run (``fit_logged_curve``) to predict another run's logged losses
+    from that run's own learning-rate schedule (another schedule, a longer run)."""
+    points = _logged_points(history, kind, fitted["lr_scale"])
+    if points is None:
+        return None
+    steps, s1, s2, loss, _ = points
+    theta = np.array([fitted["params"][name] for name in CURVE_NAMES])
+    predicted = _curve(theta, np.column_stack([s1, s2]))
+    return {
+        "steps": steps.tolist(),
+        "measured": loss.tolist(),
+        "predicted": predicted.tolist(),
+        "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
+        "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
+    }

@@ -62,6 +62,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
             json.loads(Path(inputs["plan"]).read_text(encoding="utf-8")), cpt_metrics
         )
         sections += plan_sections
+        transfer = _curve_transfer(Path(inputs["plan"]).parent, cpt_metrics, history)
+        if transfer:
+            sections.append(transfer)
         images.append(("Mixture plan: D-CPT Law fits", "plan_fit.png", plan_image))
     md = report.markdown(title, sections)
     for heading, name, png in images:
@@ -91,6 +94,48 @@ def _curve_law_table(fits: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
         )
     header = ["held-out loss", "eval points", "fit error", "first 2/3 predicting the rest", "B (+ general, - domain)"]
     return header, rows
+
+
+def _curve_transfer(plan_dir: Path, cpt_metrics: dict[str, Any], history: list[dict[str, Any]]) -> Any:
+    """Fit the learning-dynamics law on the proxy run nearest the real mixture, predict the real cpt curve."""
+    share = 1 - cpt_metrics["general_token_share"]
+    candidates = {float(p.name.rsplit("_", 1)[1]): p for p in (plan_dir / "proxies").glob("domain_share_*")}
+    nearest = min(candidates, key=lambda s: abs(s - share), default=None)
+    if nearest is None or abs(nearest - share) > 0.05 or not (candidates[nearest] / "curves.jsonl").exists():
+        return None
+    proxy_history = read_jsonl(candidates[nearest] / "curves.jsonl")
+    rows = []
+    for kind in ("domain", "general"):
+        fitted = laws.fit_logged_curve(proxy_history, kind)
+        predicted = laws.predict_logged_curve(fitted, history, kind) if fitted else None
+        if predicted:
+            rows.append(
+                [
+                    kind,
+                    str(len(fitted["steps"])),
+                    str(len(predicted["steps"])),
+                    f"{100 * predicted['mean_abs_rel_error']:.2f}%",
+                    f"{predicted['predicted'][-1]:.4f}",
+                    f"{predicted['measured'][-1]:.4f}",
+                    f"{100 * predicted['final_error']:+.2f}%",
+                ]
+            )
+    if not rows:
+        return None
+    header = [
+        "held-out loss",
+        "proxy points fitted",
+        "cpt points predicted",
+        "mean error",
+        "predicted final",
+        "measured final",
+        "final error",
+    ]
+    heading = (
+        f"Learning-dynamics law: fitted on the proxy at domain share {nearest:.2f} (constant rate), "
+        f"predicting the real cpt run's curve (its own schedule, {cpt_metrics['train_tokens']} tokens)"
+    )
+    return heading, (header, rows)
 
 
 def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[list[tuple[str, Any]], bytes]:
@@ -170,7 +215,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
 
 SPEC = StageSpec(
     name="report",
-    version=2,
+    version=3,
     params=ReportParams,
     inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus"),
     optional_inputs=("plan",),
