@@ -139,28 +139,33 @@ def dcpt_loss(n: np.ndarray, d: np.ndarray, r: np.ndarray, p: dict[str, float]) 
     )
 
 
-def fit_dcpt(n: np.ndarray, d: np.ndarray, r: np.ndarray, loss: np.ndarray, starts: int = 64) -> Fit:
-    """Fit the D-CPT Law. With one model size, the N term is held at zero (it folds into E)."""
-    single_size = len(np.unique(n)) == 1
-    rng = np.random.default_rng(0)
-    lo = np.array([-3.0, -3.0, 0.0, -3.0, 0.0, 0.0, -6.0, 0.0, -6.0])
-    hi = np.array([2.0, 12.0, 1.0, 12.0, 1.5, 1.0, 2.0, 1.5, 0.0])
-    points = lo + (hi - lo) * rng.random((starts, len(lo)))
-    bounds: list[tuple[float | None, float | None]] = [
-        (-10, 10),
-        (-30, 30),
-        (0, 3),
-        (-30, 30),
-        (0, 3),
-        (0, 3),
-        (-30, 10),
-        (0, 5),
-        (-12, 2),
-    ]
-    if single_size:
+# Start-point ranges and bounds of the log-parametrised D-CPT Law (DCPT_NAMES order).
+_DCPT_LO = [-3.0, -3.0, 0.0, -3.0, 0.0, 0.0, -6.0, 0.0, -6.0]
+_DCPT_HI = [2.0, 12.0, 1.0, 12.0, 1.5, 1.0, 2.0, 1.5, 0.0]
+_DCPT_BOUNDS = [(-10, 10), (-30, 30), (0, 3), (-30, 30), (0, 3), (0, 3), (-30, 10), (0, 5), (-12, 2)]
+
+
+def _starts_and_bounds(
+    n: np.ndarray, starts: int, extra: list[tuple[float, float, tuple[float, float]]] = ()
+) -> tuple[list[np.ndarray], list[tuple[float | None, float | None]]]:
+    """Random starts (seeded) for the D-CPT parameters plus ``extra`` (low, high, bounds) ones.
+
+    With one model size the N term is pinned at zero: A/N^alpha is then a constant that folds into E.
+    """
+    lo = np.array(_DCPT_LO + [e[0] for e in extra])
+    hi = np.array(_DCPT_HI + [e[1] for e in extra])
+    points = lo + (hi - lo) * np.random.default_rng(0).random((starts, len(lo)))
+    bounds: list[tuple[float | None, float | None]] = [*_DCPT_BOUNDS, *(e[2] for e in extra)]
+    if len(np.unique(n)) == 1:
         points[:, 1], points[:, 2] = -30.0, 0.0
         bounds[1], bounds[2] = (-30.0, -30.0), (0.0, 0.0)
-    return _fit(DCPT_NAMES, _dcpt, np.column_stack([n, d, r]), loss, list(points), bounds)
+    return list(points), bounds
+
+
+def fit_dcpt(n: np.ndarray, d: np.ndarray, r: np.ndarray, loss: np.ndarray, starts: int = 64) -> Fit:
+    """Fit the D-CPT Law (Huber on log-loss, L-BFGS from ``starts`` seeded random starts)."""
+    points, bounds = _starts_and_bounds(n, starts)
+    return _fit(DCPT_NAMES, _dcpt, np.column_stack([n, d, r]), loss, points, bounds)
 
 
 def dcpt_params(fit: Fit) -> dict[str, float]:
@@ -202,29 +207,8 @@ def fit_cross_domain(
 ) -> Fit:
     """The D-CPT Law plus F/K^mu, K built per domain from its early run, so a new domain's losses can
     be predicted from about 1% of a normal run (its k1 and k2) without its own mixture grid."""
-    rng = np.random.default_rng(0)
-    lo = np.array([-3.0, -3.0, 0.0, -3.0, 0.0, 0.0, -6.0, 0.0, -6.0, -3.0, 0.0, -3.0])
-    hi = np.array([2.0, 12.0, 1.0, 12.0, 1.5, 1.0, 2.0, 1.5, 0.0, 2.0, 2.0, 3.0])
-    points = lo + (hi - lo) * rng.random((starts, len(lo)))
-    bounds: list[tuple[float | None, float | None]] = [
-        (-10, 10),
-        (-30, 30),
-        (0, 3),
-        (-30, 30),
-        (0, 3),
-        (0, 3),
-        (-30, 10),
-        (0, 5),
-        (-12, 2),
-        (-30, 10),
-        (0, 5),
-        (-10, 10),
-    ]
-    if len(np.unique(n)) == 1:
-        points[:, 1], points[:, 2] = -30.0, 0.0
-        bounds[1], bounds[2] = (-30.0, -30.0), (0.0, 0.0)
-    x = np.column_stack([n, d, r, k1, k2])
-    return _fit(CROSS_NAMES, _cross, x, loss, list(points), bounds)
+    points, bounds = _starts_and_bounds(n, starts, [(-3.0, 2.0, (-30, 10)), (0.0, 2.0, (0, 5)), (-3.0, 3.0, (-10, 10))])
+    return _fit(CROSS_NAMES, _cross, np.column_stack([n, d, r, k1, k2]), loss, points, bounds)
 
 
 # --- Choosing the mixture -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from stages.base import require
 from stages.modeling import device_and_precision
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -39,6 +40,9 @@ def common_arguments(
 ) -> dict[str, Any]:
     """Arguments both trainers take: device, precision, checkpoints, logging, seeds."""
     device, bf16 = device_and_precision()
+    for tracker, install in (("tensorboard", "pip install tensorboard"), ("wandb", "pip install wandb")):
+        if tracker in report_to:
+            require(tracker, install)  # fail now, not after the model has loaded
     if "tensorboard" in report_to:  # transformers 5 takes the TensorBoard folder from the environment only
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(out_dir / "tensorboard")
     return {
