@@ -104,6 +104,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         dropped: Counter[str] = Counter()
         kept = 0
         for doc in ctx.progress(sources.read(spec), desc=f"corpus:{spec.name}", unit="doc"):
+            if "drop" in doc:
+                dropped[doc["drop"]] += 1
+                continue
             text = normalise(doc["text"])
             if len(text) < params.min_chars:
                 dropped["shorter than min_chars"] += 1
@@ -178,7 +181,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=1,
+    version=2,
     params=CorpusParams,
     inputs=("tokenizer",),
     run=run,

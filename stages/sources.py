@@ -85,7 +85,10 @@ def fingerprint(spec: SourceSpec) -> str:
 
 
 def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
-    """Yield the source's documents, at most ``max_documents``."""
+    """Yield the source's documents, at most ``max_documents``.
+
+    An adapter may yield ``{"drop": reason}`` records for entries it skips, so the corpus stage
+    counts every drop with its reason."""
     reader = {
         "licensedcode": _read_licensedcode,
         "python_docs": _read_python_docs,
@@ -94,9 +97,11 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         "parquet": _read_table,
         "hf": _read_table,
     }[spec.type]
-    for count, doc in enumerate(reader(spec)):
+    count = 0
+    for doc in reader(spec):
         if spec.max_documents is not None and count >= spec.max_documents:
             return
+        count += "drop" not in doc
         doc.setdefault("meta", {})["license"] = spec.license
         doc["source"] = spec.name
         yield doc
@@ -119,7 +124,9 @@ def _read_licensedcode(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         if raw.startswith("---"):
             _, front, text = raw.split("---", 2)
             meta = yaml.safe_load(front) or {}
-        if meta.get("is_deprecated") or meta.get("is_unknown") or meta.get("is_generic"):
+        flags = [flag for flag in ("is_deprecated", "is_unknown", "is_generic") if meta.get(flag)]
+        if flags:  # placeholders and retired entries, not license prose: the corpus counts them as drops
+            yield {"id": f"license:{path.stem}", "text": "", "meta": {}, "drop": f"license entry {flags[0]}"}
             continue
         yield {
             "id": f"license:{meta.get('key', path.stem)}",
