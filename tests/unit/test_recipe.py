@@ -72,3 +72,15 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_unknown_recipe_lists_known_ones():
     with pytest.raises(RecipeError, match=r"unknown recipe 'medical'.*legal"):
         load_recipe("medical")
+
+
+def test_plan_section_adds_the_plan_stage_and_checks_its_grid():
+    recipe = load_recipe("legal", ["plan.objective=balanced"])
+    names = [node.name for node in recipe.nodes]
+    assert names.index("plan") < names.index("cpt")
+    cpt_node = next(node for node in recipe.nodes if node.name == "cpt")
+    assert cpt_node.inputs["plan"] == "plan.plan"
+    assert recipe.params["plan"].cpt.max_tokens == recipe.params["cpt"].max_tokens
+    with pytest.raises(RecipeError, match=r"plan\.domain_shares: Value error, need at least 3 distinct shares"):
+        load_recipe("legal", ["plan.domain_shares=[0.5,1.0]"])
+    assert "plan" not in [node.name for node in load_recipe("legal").nodes]
