@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -214,6 +215,11 @@ def fit_cross_domain(
 # --- Choosing the mixture -----------------------------------------------------------------------
 
 
+def law_share(kind: str, domain_share: Any) -> Any:
+    """The D-CPT Law's r for one loss: the domain share for domain loss, the general share for general loss."""
+    return domain_share if kind == "domain" else 1 - domain_share
+
+
 def choose_ratio(
     domain_fit: Fit,
     general_fit: Fit,
@@ -240,8 +246,8 @@ def choose_ratio(
         if not domain_tokens:
             raise ValueError("objective 'limited_domain' needs domain_tokens")
         tokens = domain_tokens / r_d
-    points_d = np.column_stack([np.full_like(r_d, n), tokens, r_d])
-    points_g = np.column_stack([np.full_like(r_d, n), tokens, 1 - r_d])
+    points_d = np.column_stack([np.full_like(r_d, n), tokens, law_share("domain", r_d)])
+    points_g = np.column_stack([np.full_like(r_d, n), tokens, law_share("general", r_d)])
     loss_d, loss_g = domain_fit.predict(points_d), general_fit.predict(points_g)
     if objective == "constrained":
         if general_base_loss is None:

@@ -92,13 +92,28 @@ def corpus_table(stats: dict[str, Any]) -> Table:
     return header, rows
 
 
-def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]] | None = None) -> bytes:
-    """Training loss and held-out general/domain loss against step, with fitted law curves dashed."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display here or in CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    """A finished figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]] | None = None) -> bytes:
+    """Training loss and held-out general/domain loss against step, with fitted law curves dashed."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     series = {
         "train loss": "loss",
@@ -118,11 +133,7 @@ def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]
     ax.set_title("Continual pre-training: loss curves")
     ax.grid(alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def markdown(title: str, sections: list[tuple[str, Table | str]]) -> str:
@@ -176,11 +187,7 @@ def plan_png(
 
     ``measured`` maps kind -> (tokens, domain share, loss) of the real cpt run.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, kind in zip(axes, ("domain", "general"), strict=True):
         for index, (share, curve) in enumerate(sorted(fitted[kind].items())):
@@ -197,8 +204,4 @@ def plan_png(
         ax.set_title(f"D-CPT Law fit: {kind} loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)

@@ -31,7 +31,6 @@ _GLOBAL_KEYS = {
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
 }
-# A "plan" section adds the mixture-planning stage before cpt (see stages/plan.py).
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
 
@@ -114,7 +113,9 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
 
 
 def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | None = None) -> Recipe:
-    """Validate a raw recipe mapping against the graph's stage params."""
+    """Validate a raw recipe mapping against the graph's stage params.
+
+    A ``plan`` section adds the mixture-planning stage before cpt (see ``stages/plan.py``)."""
     nodes = validate(default_graph(with_plan="plan" in raw))
     sections = {node.params_section: node.stage for node in nodes}
     problems: list[str] = []

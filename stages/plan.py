@@ -92,7 +92,7 @@ def _fit_quality(kind: str, points: list[dict[str, Any]], starts: int) -> tuple[
     n = np.ones(len(points))
     d = np.array([p["tokens"] for p in points], dtype=float)
     share = np.array([p["domain_share"] for p in points])
-    r = share if kind == "domain" else 1 - share
+    r = laws.law_share(kind, share)
     loss = np.array([p[f"{kind}_loss"] for p in points])
     fit = laws.fit_dcpt(n, d, r, loss, starts=starts)
     quality: dict[str, Any] = {"huber": fit.objective, "r2": fit.r2, "mean_abs_rel_error": fit.mean_abs_rel_error}
@@ -170,8 +170,8 @@ def predicted_curves(plan: dict[str, Any], tokens: np.ndarray) -> dict[str, dict
     for kind in ("domain", "general"):
         p = plan["fits"][kind]["params"]
         for share in shares:
-            r = share if kind == "domain" else 1 - share
-            curves[kind][share] = laws.dcpt_loss(np.ones_like(tokens), tokens, np.full_like(tokens, r), p)
+            r = np.full_like(tokens, laws.law_share(kind, share))
+            curves[kind][share] = laws.dcpt_loss(np.ones_like(tokens), tokens, r, p)
     return curves
 
 

@@ -149,9 +149,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
     tokens = cpt_metrics["train_tokens"]
     measured = {"domain": cpt_metrics["final_eval_domain_loss"], "general": cpt_metrics["final_eval_general_loss"]}
     predicted = {
-        kind: float(
-            laws.dcpt_loss([1.0], [tokens], [share if kind == "domain" else 1 - share], plan["fits"][kind]["params"])[0]
-        )
+        kind: float(laws.dcpt_loss([1.0], [tokens], [laws.law_share(kind, share)], plan["fits"][kind]["params"])[0])
         for kind in ("domain", "general")
     }
     choice = (
