@@ -23,16 +23,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _task_header(task: str, info: dict[str, Any]) -> str:
+    if info["metric"] == "bits_per_byte":
+        return f"{task} (bits/byte, lower better)"
+    baseline = info.get("baseline", {}).get(info["metric"])
+    versus = f"{info.get('baseline_name', 'chance')} {_fmt(baseline, 2)}, " if baseline is not None else ""
+    return f"{info.get('kind', 'domain')} {task} {info['metric']} ({versus}n={info.get('items', '?')})"
+
+
 def main_table(evals: dict[str, dict[str, Any]]) -> Table:
-    """Model x metric: bits-per-byte (lower is better) and task accuracy with its chance level."""
-    tasks = list(next(iter(evals.values()))["tasks"])
-    header = ["model"]
-    for task in tasks:
-        info = next(iter(evals.values()))["tasks"][task]
-        if info["metric"] == "bits_per_byte":
-            header.append(f"{task} (bits/byte, lower better)")
-        else:
-            header.append(f"{task} acc (chance {info.get('chance', 0):.2f}, n={info.get('items', '?')})")
+    """Model x metric: bits-per-byte (lower is better) and task scores beside their baseline (chance or copy)."""
+    first = next(iter(evals.values()))["tasks"]
+    tasks = list(first)
+    header = ["model", *(_task_header(task, first[task]) for task in tasks)]
     rows = []
     for model, summary in evals.items():
         row = [model]
@@ -41,6 +44,8 @@ def main_table(evals: dict[str, dict[str, Any]]) -> Table:
             cell = _fmt(entry.get("value"))
             if "stderr" in entry and entry["metric"] != "bits_per_byte":
                 cell += f" ± {entry['stderr']:.3f}"
+            if "bleu" in entry:
+                cell += f" (BLEU {entry['bleu']:.2f})"
             row.append(cell)
         rows.append(row)
     return header, rows
@@ -58,7 +63,7 @@ def change_table(evals: dict[str, dict[str, Any]], baseline: str = "base") -> Ta
     ]
     for task, info in base.items():
         if info["metric"] != "bits_per_byte":
-            header.append(f"{task} acc change")
+            header.append(f"{info.get('kind', 'domain')} {task} {info['metric']} change (+ is better)")
     rows = []
     for model, summary in evals.items():
         if model == baseline:

@@ -15,11 +15,15 @@ import yaml
 TASK_PREFIX = "dapt_"
 
 
-def _data(path: Path) -> dict[str, Any]:
+def _data(path: Path, fewshot: Path | None = None) -> dict[str, Any]:
+    files = {"test": str(path.resolve())}
+    if fewshot is not None:
+        files["train"] = str(fewshot.resolve())
     return {
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(path.resolve())}},
+        "dataset_kwargs": {"data_files": files},
         "test_split": "test",
+        **({"fewshot_split": "train"} if fewshot is not None else {}),
     }
 
 
@@ -51,6 +55,26 @@ def multiple_choice_task(name: str, data_file: Path) -> dict[str, Any]:
         "metric_list": [
             {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
             {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+        "metadata": {"version": 1},
+    }
+
+
+def translation_task(name: str, data_file: Path, fewshot_file: Path, num_fewshot: int = 2) -> dict[str, Any]:
+    """Greedy generation to the end of the line over ``{"question", "answer"}`` records, scored with
+    lm-eval's corpus-level chrF and BLEU (sacrebleu); ``num_fewshot`` training pairs come first."""
+    return {
+        "task": f"{TASK_PREFIX}{name}",
+        **_data(data_file, fewshot_file),
+        "output_type": "generate_until",
+        "doc_to_text": "question",
+        "doc_to_target": "answer",
+        "fewshot_delimiter": "\n\n",
+        "num_fewshot": num_fewshot,
+        "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 96},
+        "metric_list": [
+            {"metric": "chrf", "aggregation": "chrf", "higher_is_better": True},
+            {"metric": "bleu", "aggregation": "bleu", "higher_is_better": True},
         ],
         "metadata": {"version": 1},
     }

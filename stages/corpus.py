@@ -1,8 +1,10 @@
-"""Corpus preparation: read sources, normalise, exact-dedup, split, build task data, count.
+"""Corpus preparation: read sources, normalise, exact-dedup, split, build task data, decontaminate, count.
 
 Every drop is counted with its reason (datatrove's habit), per source. Splits are assigned by a
 hash of the document id, so adding a document never moves another one between splits. SFT pairs
-are built from training documents and eval items from eval documents only.
+are built from training documents and eval items from eval documents only; then every training
+document that shares a 13-gram with a text an eval item shows is dropped (``stages.decontam``).
+Tasks on a ``general`` source measure forgetting: they add eval items but no SFT pairs.
 """
 
 from __future__ import annotations
@@ -15,15 +17,43 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stages import domain_tasks, sources
+from stages import decontam, sources, task_builders
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.sources import SourceSpec
 
 SPLITS = ("train", "validation", "eval")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+class TaskSpec(BaseModel):
+    """One task of a recipe: a builder applied to one source's train and eval documents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    """Builder in ``stages.task_builders.BUILDERS`` (license_id, term_definition, translation, ...)."""
+    source: str
+    """Name of the recipe source whose documents the task is built from; its kind is the task's kind."""
+    name: str | None = None
+    """Name in the report (default: the type); must be unique."""
+    max_sft_pairs: int | None = Field(None, ge=0)
+    """Per-task bound on SFT pairs (None: corpus.max_sft_pairs)."""
+    max_eval_items: int | None = Field(None, ge=1)
+    """Per-task bound on eval items (None: corpus.max_eval_items)."""
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in task_builders.BUILDERS:
+            raise ValueError(f"unknown task type '{value}'; known: {sorted(task_builders.BUILDERS)}")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
 
 
 class CorpusParams(Params):
@@ -35,10 +65,10 @@ class CorpusParams(Params):
     """Held-out share for validation loss and bits-per-byte."""
     eval_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     """Held-out share from which task items are built (never trained on)."""
-    tasks: list[str] = Field(default_factory=list)
-    """Domain task builders (``stages.domain_tasks``): SFT pairs + eval items."""
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    """Tasks: SFT pairs (domain sources) and eval items (every source) built by ``stages.task_builders``."""
     max_sft_pairs: int = Field(300, ge=0)
-    """Upper bound on instruction pairs; SFT cost grows linearly with it."""
+    """Upper bound on instruction pairs per task; SFT cost grows linearly with it."""
     max_eval_items: int = Field(60, ge=1)
     """Upper bound on items per task; eval cost grows linearly with it."""
     seed: int = 0
@@ -56,13 +86,19 @@ class CorpusParams(Params):
             raise ValueError(f"source names must be unique, got {names}")
         return value
 
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if t not in domain_tasks.BUILDERS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; known: {sorted(domain_tasks.BUILDERS)}")
-        return value
+    decontamination_ngram: int = Field(13, ge=4)
+    """Training documents sharing a word n-gram of this length with an eval item are dropped (GPT-3 used 13)."""
+
+    @model_validator(mode="after")
+    def _tasks_name_sources(self) -> CorpusParams:
+        names = {s.name for s in self.sources}
+        for task in self.tasks:
+            if task.source not in names:
+                raise ValueError(f"task '{task.label}' names source '{task.source}'; the sources are {sorted(names)}")
+        labels = [t.label for t in self.tasks]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"task names must be unique (set 'name' on repeated types), got {labels}")
+        return self
 
 
 def fingerprint(params: CorpusParams) -> dict[str, Any]:
@@ -103,12 +139,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     for spec in params.sources:
         dropped: Counter[str] = Counter()
         kept = 0
+        min_chars = params.min_chars if spec.min_chars is None else spec.min_chars
         for doc in ctx.progress(sources.read(spec), desc=f"corpus:{spec.name}", unit="doc"):
             if "drop" in doc:
                 dropped[doc["drop"]] += 1
                 continue
             text = normalise(doc["text"])
-            if len(text) < params.min_chars:
+            if len(text) < min_chars:
                 dropped["shorter than min_chars"] += 1
                 continue
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -118,47 +155,89 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             seen[digest] = doc["id"]
             doc["text"] = text
             split = assign_split(doc["id"], params.seed, params.validation_fraction, params.eval_fraction)
-            docs[(spec.kind, split)].append(doc)
+            docs[(spec.name, split)].append(doc)
             kept += 1
         if kept == 0:
             raise StageError(f"corpus: source '{spec.name}' kept no documents (dropped: {dict(dropped)})")
-        stats[spec.name] = {"kind": spec.kind, "license": spec.license, "kept": kept, "dropped": dict(dropped)}
+        stats[spec.name] = {"kind": spec.kind, "license": spec.license, "kept": kept, "dropped": dropped}
 
-    for (kind, split), items in docs.items():
-        _write_jsonl(data / f"{kind}_{split}.jsonl", items)
-        for source_name in {d["source"] for d in items}:
-            texts = [d["text"] for d in items if d["source"] == source_name]
-            tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-            per_split = stats[source_name].setdefault("splits", {})
-            per_split[split] = {"documents": len(texts), "tokens": tokens, "bytes": sum(len(t.encode()) for t in texts)}
-    for kind in ("domain", "general"):
-        for split in SPLITS:
-            path = data / f"{kind}_{split}.jsonl"
-            if not path.exists():
-                path.write_text("", encoding="utf-8")
-
+    kinds = {spec.name: spec.kind for spec in params.sources}
     tasks_dir = data / "tasks"
     tasks_dir.mkdir(exist_ok=True)
+    built: dict[str, task_builders.TaskData] = {}
+    for spec in params.tasks:
+        try:
+            task = task_builders.BUILDERS[spec.type](
+                docs[(spec.source, "train")],
+                docs[(spec.source, "eval")],
+                params.seed,
+                params.max_sft_pairs if spec.max_sft_pairs is None else spec.max_sft_pairs,
+                params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items,
+            )
+        except ValueError as exc:
+            raise StageError(f"corpus: {exc}") from exc
+        if not task.eval_items:
+            raise StageError(
+                f"corpus: task '{spec.label}' got no eval items from source '{spec.source}'; "
+                "raise eval_fraction or add documents"
+            )
+        built[spec.label] = task
+
+    # Decontamination: no training document may contain a text that an eval item shows.
+    index = decontam.Index(
+        (text for task in built.values() for item in task.eval_items for text in item["held_out"]),
+        params.decontamination_ngram,
+    )
+    removed: set[str] = set()
+    for spec in params.sources:
+        clean = []
+        for doc in ctx.progress(docs[(spec.name, "train")], desc=f"decontaminate:{spec.name}", unit="doc"):
+            if index.overlaps(doc["text"]):
+                removed.add(doc["id"])
+                stats[spec.name]["kept"] -= 1
+                stats[spec.name]["dropped"][f"shares a {params.decontamination_ngram}-gram with an eval item"] += 1
+            else:
+                clean.append(doc)
+        docs[(spec.name, "train")] = clean
+
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
-    for name in params.tasks:
-        task = domain_tasks.BUILDERS[name](
-            docs[("domain", "train")],
-            docs[("domain", "eval")],
-            params.seed,
-            params.max_sft_pairs,
-            params.max_eval_items,
-        )
-        if not task.eval_items:
-            raise StageError(f"corpus: task '{name}' got no eval items; raise eval_fraction or add domain documents")
-        sft_pairs += task.sft_pairs
-        _write_jsonl(tasks_dir / f"{name}.jsonl", task.eval_items)
-        info = {"name": name, "description": task.description, "chance": task.chance, "items": len(task.eval_items)}
-        (tasks_dir / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        task_summary[name] = {"sft_pairs": len(task.sft_pairs), "eval_items": len(task.eval_items)}
+    for spec in params.tasks:
+        task = built[spec.label]
+        pairs = [p for p in task.sft_pairs if p["source_id"] not in removed] if kinds[spec.source] == "domain" else []
+        sft_pairs += pairs
+        _write_jsonl(tasks_dir / f"{spec.label}.jsonl", task.eval_items)
+        if task.fewshot_items:
+            fewshot = [i for i in task.fewshot_items if not index.overlaps(f"{i['question']} {i['answer']}")]
+            _write_jsonl(tasks_dir / f"{spec.label}.fewshot.jsonl", fewshot)
+        info = {
+            "name": spec.label,
+            "type": spec.type,
+            "source": spec.source,
+            "kind": kinds[spec.source],
+            "description": task.description,
+            "output_type": task.output_type,
+            "baseline": task.baseline,
+            "baseline_name": task.baseline_name,
+            "items": len(task.eval_items),
+        }
+        (tasks_dir / f"{spec.label}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        task_summary[spec.label] = {"kind": kinds[spec.source], "sft_pairs": len(pairs), "eval_items": len(task.eval_items)}
     _write_jsonl(data / "sft_train.jsonl", sft_pairs)
 
-    summary = {"sources": stats, "tasks": task_summary, "sft_pairs": len(sft_pairs)}
+    for kind in ("domain", "general"):
+        for split in SPLITS:
+            items = [doc for spec in params.sources if spec.kind == kind for doc in docs[(spec.name, split)]]
+            _write_jsonl(data / f"{kind}_{split}.jsonl", items)
+    for spec in params.sources:
+        per_split = stats[spec.name].setdefault("splits", {})
+        for split in SPLITS:
+            texts = [d["text"] for d in docs[(spec.name, split)]]
+            tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else 0
+            per_split[split] = {"documents": len(texts), "tokens": tokens, "bytes": sum(len(t.encode()) for t in texts)}
+        stats[spec.name]["dropped"] = dict(stats[spec.name]["dropped"])
+
+    summary = {"sources": stats, "tasks": task_summary, "sft_pairs": len(sft_pairs), "decontaminated": len(removed)}
     (data / "stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for name, entry in stats.items():
         ctx.log.info(
@@ -181,7 +260,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=2,
+    version=3,
     params=CorpusParams,
     inputs=("tokenizer",),
     run=run,

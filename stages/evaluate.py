@@ -1,4 +1,4 @@
-"""Evaluate one model through lm-eval: held-out bits-per-byte (general, domain) and domain tasks.
+"""Evaluate one model through lm-eval: held-out bits-per-byte (general, domain) and the recipe's tasks.
 
 The stage writes its lm-eval task YAMLs and their data files into its own output, then calls
 ``lm_eval.simple_evaluate`` with the HF backend on the model folder. One node per model (base,
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from eval.tasks import TASK_PREFIX, bits_per_byte_task, multiple_choice_task, write_task
+from eval.tasks import TASK_PREFIX, bits_per_byte_task, multiple_choice_task, translation_task, write_task
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
 from stages.modeling import device_and_precision
@@ -28,6 +28,8 @@ class EvalParams(Params):
     """Score at most this many items per domain task (None: all the corpus built)."""
     batch_size: int = Field(8, ge=1)
     """lm-eval batch size."""
+    num_fewshot: int = Field(2, ge=0)
+    """Training pairs shown before each translation prompt, so models never instruction-tuned see the format."""
     trust_remote_code: bool = False
 
 
@@ -62,11 +64,18 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         items = read_jsonl(corpus / "tasks" / f"{info['name']}.jsonl")[: params.task_items]
         data_file = data_dir / f"{info['name']}.jsonl"
         data_file.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-        task = write_task(tasks_dir, multiple_choice_task(info["name"], data_file))
+        if info["output_type"] == "generate_until":
+            fewshot = corpus / "tasks" / f"{info['name']}.fewshot.jsonl"
+            task = write_task(tasks_dir, translation_task(info["name"], data_file, fewshot, params.num_fewshot))
+            metric = "chrf"
+        else:
+            task = write_task(tasks_dir, multiple_choice_task(info["name"], data_file))
+            metric = "acc"
         names[task] = {
-            "kind": "domain",
-            "metric": "acc",
-            "chance": info["chance"],
+            "kind": info["kind"],
+            "metric": metric,
+            "baseline": info["baseline"],
+            "baseline_name": info["baseline_name"],
             "items": len(items),
             "description": info["description"],
         }
@@ -99,6 +108,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         stderr = metrics.get(f"{info['metric']}_stderr,none")
         if isinstance(stderr, float):
             entry["stderr"] = stderr
+        if "bleu,none" in metrics and info["metric"] == "chrf":
+            entry["bleu"] = metrics["bleu,none"]
         summary[task.removeprefix(TASK_PREFIX)] = entry
     out = ctx.out_dir / "results.json"
     out.write_text(json.dumps({"model": inputs["model"], "tasks": summary}, indent=2) + "\n", encoding="utf-8")
@@ -108,7 +119,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
 
 SPEC = StageSpec(
     name="eval",
-    version=1,
+    version=2,
     params=EvalParams,
     inputs=("model", "corpus"),
     run=run,

@@ -6,6 +6,7 @@ command when their package is missing; file adapters name the file and line of a
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
@@ -42,6 +43,16 @@ class SourceSpec(BaseModel):
     """License of the text, recorded with every document's provenance."""
     max_documents: int | None = None
     """Read at most this many documents (None: all)."""
+    sample: float = Field(1.0, gt=0, le=1)
+    """Keep this share of documents, chosen by a hash of the id (stable across runs and corpus versions)."""
+    min_chars: int | None = Field(None, ge=0)
+    """Per-source minimum length (None: corpus.min_chars); dictionary entries are short but whole."""
+    subjects: list[str] | None = None
+    """gcide: keep entries tagged with one of these subject labels, e.g. ["Law"] (None: every entry)."""
+    language: str = "es"
+    """bible: the target language of the English-aligned text (es); gettext: the catalog language (fr, es, ...)."""
+    mode: Literal["target", "interleaved"] = "interleaved"
+    """bible/gettext: monolingual target-language text, or English and target lines interleaved."""
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -101,10 +112,16 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     for doc in reader(spec):
         if spec.max_documents is not None and count >= spec.max_documents:
             return
+        if spec.sample < 1 and "drop" not in doc and _unit_hash(doc["id"]) >= spec.sample:
+            continue
         count += "drop" not in doc
         doc.setdefault("meta", {})["license"] = spec.license
         doc["source"] = spec.name
         yield doc
+
+
+def _unit_hash(key: str) -> float:
+    return int.from_bytes(hashlib.sha256(f"sample:{key}".encode()).digest()[:8], "big") / 2**64
 
 
 def _decode(path: Path, data: bytes) -> str:

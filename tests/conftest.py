@@ -124,7 +124,7 @@ def tiny_recipe(path: Path, model: Path, general: Path, **sections: dict) -> Pat
         "corpus": {
             "validation_fraction": 0.1,
             "eval_fraction": 0.15,
-            "tasks": ["license_id"],
+            "tasks": [{"type": "license_id", "source": "licenses"}],
             "max_sft_pairs": 16,
             "max_eval_items": 8,
         },
