@@ -222,7 +222,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             "items": len(task.eval_items),
         }
         (tasks_dir / f"{spec.label}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        task_summary[spec.label] = {"kind": kinds[spec.source], "sft_pairs": len(pairs), "eval_items": len(task.eval_items)}
+        task_summary[spec.label] = {
+            "kind": kinds[spec.source],
+            "sft_pairs": len(pairs),
+            "eval_items": len(task.eval_items),
+        }
     _write_jsonl(data / "sft_train.jsonl", sft_pairs)
 
     for kind in ("domain", "general"):

@@ -129,9 +129,7 @@ def _definition_task(
         others = [d["meta"]["definition"] for d in held_out if d["meta"]["definition"] != answer]
         distractors = rng.sample(sorted(set(others)), N_CHOICES - 1)
         task.eval_items.append(
-            _choice_item(
-                f"{question(doc['meta']['term'])}\nAnswer:", answer, distractors, rng, held_out=[answer]
-            )
+            _choice_item(f"{question(doc['meta']['term'])}\nAnswer:", answer, distractors, rng, held_out=[answer])
         )
     return task
 
