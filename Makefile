@@ -47,8 +47,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
-# Text sources that come from Debian packages (general replay text for the recipes).
+# Text sources that come from Debian packages: Python's docs (general replay), GCIDE (dictionary entries),
+# the WEB and Reina-Valera SWORD Bibles (translation). Installed once, when one is missing.
+DEBIAN_SOURCES := python3.11-doc dict-gcide sword-text-web sword-text-sparv
 sources:
-	@test -d /usr/share/doc/python3.11/html/_sources || { \
-	  echo "installing Debian's python3.11-doc (general replay text)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc; }
+	@test -d /usr/share/doc/python3.11/html/_sources -a -f /usr/share/dictd/gcide.index \
+	  -a -d /usr/share/sword/modules/texts/ztext/engWEB2015eb -a -d /usr/share/sword/modules/texts/ztext/spaRV1909eb || { \
+	  echo "installing Debian text sources: $(DEBIAN_SOURCES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_SOURCES); }

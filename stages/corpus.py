@@ -24,6 +24,8 @@ from stages.base import Params, StageContext, StageError, StageSpec
 from stages.sources import SourceSpec
 
 SPLITS = ("train", "validation", "eval")
+CANDIDATES_PER_ITEM = 3
+"""Builders offer this many candidate eval items per item kept; decontamination keeps the most distinctive."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
@@ -166,13 +168,14 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     tasks_dir.mkdir(exist_ok=True)
     built: dict[str, task_builders.TaskData] = {}
     for spec in params.tasks:
+        max_items = params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
         try:
             task = task_builders.BUILDERS[spec.type](
                 docs[(spec.source, "train")],
                 docs[(spec.source, "eval")],
                 params.seed,
                 params.max_sft_pairs if spec.max_sft_pairs is None else spec.max_sft_pairs,
-                params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items,
+                CANDIDATES_PER_ITEM * max_items,
             )
         except ValueError as exc:
             raise StageError(f"corpus: {exc}") from exc
@@ -183,22 +186,38 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             )
         built[spec.label] = task
 
-    # Decontamination: no training document may contain a text that an eval item shows.
+    # Decontamination, in one pass over the training documents: find which candidate items share text with
+    # which documents, keep the candidates that share the least, then drop every document that still overlaps.
     index = decontam.Index(
-        (text for task in built.values() for item in task.eval_items for text in item["held_out"]),
+        (((label, i), item["held_out"]) for label, task in built.items() for i, item in enumerate(task.eval_items)),
         params.decontamination_ngram,
     )
-    removed: set[str] = set()
+    hits: dict[str, set[Any]] = {}
+    shared: Counter[Any] = Counter()
     for spec in params.sources:
-        clean = []
         for doc in ctx.progress(docs[(spec.name, "train")], desc=f"decontaminate:{spec.name}", unit="doc"):
-            if index.overlaps(doc["text"]):
-                removed.add(doc["id"])
-                stats[spec.name]["kept"] -= 1
-                stats[spec.name]["dropped"][f"shares a {params.decontamination_ngram}-gram with an eval item"] += 1
-            else:
-                clean.append(doc)
-        docs[(spec.name, "train")] = clean
+            if found := index.hits(doc["text"]):
+                hits[doc["id"]] = found
+                shared.update(found)
+    chosen: set[Any] = set()
+    for spec in params.tasks:
+        task = built[spec.label]
+        max_items = params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
+        order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(spec.label, i)], i))[:max_items]
+        chosen |= {(spec.label, i) for i in order}
+        task.eval_items = [task.eval_items[i] for i in sorted(order)]
+    removed = {doc_id for doc_id, found in hits.items() if found & chosen}
+    reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
+    for spec in params.sources:
+        kept_docs = [doc for doc in docs[(spec.name, "train")] if doc["id"] not in removed]
+        stats[spec.name]["kept"] -= len(docs[(spec.name, "train")]) - len(kept_docs)
+        if len(kept_docs) < len(docs[(spec.name, "train")]):
+            stats[spec.name]["dropped"][reason] += len(docs[(spec.name, "train")]) - len(kept_docs)
+        docs[(spec.name, "train")] = kept_docs
+    final_index = decontam.Index(
+        (((label, i), item["held_out"]) for label, task in built.items() for i, item in enumerate(task.eval_items)),
+        params.decontamination_ngram,
+    )
 
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
@@ -208,7 +227,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         sft_pairs += pairs
         _write_jsonl(tasks_dir / f"{spec.label}.jsonl", task.eval_items)
         if task.fewshot_items:
-            fewshot = [i for i in task.fewshot_items if not index.overlaps(f"{i['question']} {i['answer']}")]
+            fewshot = [i for i in task.fewshot_items if not final_index.hits(f"{i['question']} {i['answer']}")]
             _write_jsonl(tasks_dir / f"{spec.label}.fewshot.jsonl", fewshot)
         info = {
             "name": spec.label,

@@ -2,14 +2,18 @@
 
 The test is n-gram overlap on lower-cased words, as in GPT-3's and the Pile's decontamination
 (n = 13 by default). A held-out text shorter than n words is matched whole, so short items
-(a one-line diagnosis, a short verse) are covered too. A training document that shares an
-n-gram with any held-out text is dropped and counted.
+(a one-line diagnosis, a short verse) are covered too.
+
+The index maps each n-gram to the eval items that show it, so one pass over the training data
+tells, per item, how many training documents share text with it. Boilerplate-heavy domains
+(license texts repeat whole clauses) then pick their eval items among the distinctive ones
+before the overlapping training documents are dropped.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 _WORD = re.compile(r"\w+")
 
@@ -27,32 +31,33 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 
 
 class Index:
-    """N-grams of held-out texts, queried with training texts."""
+    """N-grams of held-out texts by the key of the eval item that shows them; queried with training texts."""
 
-    def __init__(self, held_out: Iterable[str], n: int = 13) -> None:
+    def __init__(self, items: Iterable[tuple[Hashable, Iterable[str]]], n: int = 13) -> None:
         self.n = n
-        self.grams: set[tuple[str, ...]] = set()
-        self.short: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        self.grams: dict[tuple[str, ...], set[Hashable]] = {}
+        self.short: dict[tuple[str, ...], dict[tuple[str, ...], set[Hashable]]] = {}
         """Held-out texts shorter than n words, by their first (up to) three words."""
-        for text in held_out:
-            for gram in ngrams(text, n):
-                if len(gram) == n:
-                    self.grams.add(gram)
-                else:
-                    self.short.setdefault(gram[:3], set()).add(gram)
+        for key, texts in items:
+            for text in texts:
+                for gram in ngrams(text, n):
+                    if len(gram) == n:
+                        self.grams.setdefault(gram, set()).add(key)
+                    else:
+                        self.short.setdefault(gram[:3], {}).setdefault(gram, set()).add(key)
         self.key_lengths = sorted({len(key) for key in self.short})
 
-    def overlaps(self, text: str) -> bool:
-        """True when the text shares an n-gram with a held-out text or contains a short one whole."""
+    def hits(self, text: str) -> set[Hashable]:
+        """Keys of the items whose n-grams the text shares, or whose short texts it contains whole."""
         tokens = words(text)
-        if not tokens:
-            return False
+        found: set[Hashable] = set()
         for i in range(len(tokens) - self.n + 1):
-            if tuple(tokens[i : i + self.n]) in self.grams:
-                return True
+            keys = self.grams.get(tuple(tokens[i : i + self.n]))
+            if keys:
+                found |= keys
         for length in self.key_lengths:
             for i in range(len(tokens) - length + 1):
-                for gram in self.short.get(tuple(tokens[i : i + length]), ()):
+                for gram, keys in self.short.get(tuple(tokens[i : i + length]), {}).items():
                     if tuple(tokens[i : i + len(gram)]) == gram:
-                        return True
-        return False
+                        found |= keys
+        return found

@@ -8,6 +8,7 @@ cpt, sft, merge) so retraining one model never re-evaluates the others.
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,21 @@ class EvalParams(Params):
     """Score at most this many items per domain task (None: all the corpus built)."""
     batch_size: int = Field(8, ge=1)
     """lm-eval batch size."""
+    benchmarks: list[str] = Field(default_factory=list)
+    """lm-eval's own tasks (mmlu, hellaswag, arc_challenge, medqa_4options, ...): their data comes from the
+    hub, so only recipes for machines with access name them; reported as general ability beside ours."""
     num_fewshot: int = Field(2, ge=0)
     """Training pairs shown before each translation prompt, so models never instruction-tuned see the format."""
     trust_remote_code: bool = False
 
 
 def _bpb_data(corpus: Path, kind: str, params: EvalParams, out: Path) -> Path:
-    docs = read_jsonl(corpus / f"{kind}_validation.jsonl")[: params.bpb_docs]
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for doc in read_jsonl(corpus / f"{kind}_validation.jsonl"):
+        by_source.setdefault(doc["source"], []).append(doc)
+    # Round robin over sources, so every general (or domain) source weighs in the score.
+    rounds = zip_longest(*by_source.values())
+    docs = [doc for batch in rounds for doc in batch if doc is not None][: params.bpb_docs]
     if not docs:
         raise StageError(f"eval: no {kind} validation documents in {corpus}")
     path = out / f"bpb_{kind}.jsonl"
@@ -80,6 +89,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             "description": info["description"],
         }
 
+    task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=bool(params.benchmarks))
+    unknown = [b for b in params.benchmarks if b not in task_manager.all_tasks]
+    if unknown:
+        raise StageError(f"eval.benchmarks: lm-eval has no task(s) {unknown}; list them with `lm-eval ls tasks`")
+    for benchmark in params.benchmarks:
+        names[benchmark] = {"kind": "general", "metric": "acc", "benchmark": True}
+
     device, bf16 = device_and_precision()
     results = simple_evaluate(
         model="hf",
@@ -89,7 +105,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             "trust_remote_code": params.trust_remote_code,
         },
         tasks=list(names),
-        task_manager=TaskManager(include_path=str(tasks_dir), include_defaults=False),
+        task_manager=task_manager,
         batch_size=params.batch_size,
         device=device,
         log_samples=False,
@@ -104,6 +120,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
     summary: dict[str, Any] = {}
     for task, info in names.items():
         metrics = results["results"][task]
+        if f"{info['metric']},none" not in metrics:  # a benchmark scored with another metric (exact_match, ...)
+            info["metric"] = next(k.split(",")[0] for k in metrics if k.endswith(",none") and "stderr" not in k)
         entry = {**info, "value": metrics[f"{info['metric']},none"]}
         stderr = metrics.get(f"{info['metric']}_stderr,none")
         if isinstance(stderr, float):

