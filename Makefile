@@ -11,9 +11,10 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 ARGS = $(recipe) $(foreach s,$(stage),--stage $(s)) $(if $(set),--set "$(set)")
 
-# Nothing is fetched from a model or dataset hub at run time.
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
+# Nothing is fetched from a model or dataset hub at run time, unless the caller says so for the *-gpu
+# recipes: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 make recipe=legal-gpu (make test always runs offline).
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: run plan explain report test lint install sources
@@ -32,7 +33,7 @@ report: install
 	$(PY) -m pipeline report $(recipe)
 
 test: install
-	$(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
 
 lint: install
 	$(PY) -m ruff check .

@@ -340,7 +340,8 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     """Parquet files, a ``save_to_disk`` folder or a hub dataset, through ``datasets``.
 
     A ``text_field`` holding a ``{"en": ..., "<language>": ...}`` dict (OPUS, WMT) is read as
-    sentence pairs, grouped into documents like the gettext and bible adapters do."""
+    sentence pairs, grouped into documents like the gettext and bible adapters do; their ids name
+    the dataset, not the source, so a target-only and an interleaved source split alike."""
     import datasets
 
     if spec.type == "parquet":
@@ -357,7 +358,7 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         if isinstance(value, dict) and isinstance(value.get("en"), str) and isinstance(value.get(spec.language), str):
             pairs.append((value["en"], value[spec.language]))
             if len(pairs) == PAIRS_PER_DOCUMENT:
-                yield pair_document(f"{spec.name}:{number // PAIRS_PER_DOCUMENT}", pairs, spec)
+                yield pair_document(f"{spec.path}:{spec.config}:{number // PAIRS_PER_DOCUMENT}", pairs, spec)
                 pairs = []
             continue
         if not isinstance(value, str):
@@ -368,4 +369,4 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         meta = {k: v for k, v in record.items() if k != spec.text_field and isinstance(v, str | int | float)}
         yield {"id": f"{spec.name}:{number}", "text": value, "meta": meta}
     if pairs:
-        yield pair_document(f"{spec.name}:last", pairs, spec)
+        yield pair_document(f"{spec.path}:{spec.config}:last", pairs, spec)
