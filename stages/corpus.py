@@ -283,7 +283,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=3,
+    version=4,
     params=CorpusParams,
     inputs=("tokenizer",),
     run=run,

@@ -182,7 +182,7 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         yield doc
 
 
-PAIRS_PER_DOCUMENT = 32
+PAIRS_PER_DOCUMENT = 16
 """Sentence pairs per document for translation sources: the unit of the train/eval split."""
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "pt": "Portuguese"}
 
@@ -294,7 +294,7 @@ def _read_bible(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 
 def _read_gettext(spec: SourceSpec) -> Iterator[dict[str, Any]]:
-    """Sentence-like messages of software catalogs, grouped by catalog into documents of 32 pairs."""
+    """Sentence-like messages of software catalogs, grouped by catalog into documents of 16 pairs."""
     root = Path(spec.path) if spec.path else parallel.LOCALE_DIR
     _files(spec)
     drops: Counter[str] = Counter()

@@ -23,6 +23,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def stdlib_docstrings(limit: int = 120) -> list[str]:
     """Real English prose: the standard library's module docstrings, parsed (not imported) from source."""
@@ -119,12 +121,23 @@ def tiny_recipe(path: Path, model: Path, general: Path, **sections: dict) -> Pat
                 "license": "CC-BY-4.0",
                 "max_documents": 160,
             },
+            {
+                "name": "messages_fr",
+                "kind": "domain",
+                "type": "gettext",
+                "language": "fr",
+                "path": str(FIXTURES / "locale"),
+                "min_chars": 40,
+            },
             {"name": "stdlib_docs", "kind": "general", "type": "jsonl", "path": str(general), "license": "PSF-2.0"},
         ],
         "corpus": {
             "validation_fraction": 0.1,
             "eval_fraction": 0.15,
-            "tasks": [{"type": "license_id", "source": "licenses"}],
+            "tasks": [
+                {"type": "license_id", "source": "licenses"},
+                {"type": "translation", "source": "messages_fr", "name": "en_fr", "max_sft_pairs": 8},
+            ],
             "max_sft_pairs": 16,
             "max_eval_items": 8,
         },

@@ -47,12 +47,14 @@ def test_first_run_executes_every_stage_and_writes_a_report(first_run):
     for model in ("base", "cpt", "sft", "merge"):
         assert f"| {model} |" in text
     assert "Domain gain and general forgetting" in text and "license_id acc (chance 0.25" in text
+    assert "domain en_fr chrf (copy the source" in text
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html
     metrics = store.manifest("report", report_key)["metrics"]
     for model in ("base", "cpt", "sft", "merge"):
         assert 0 < metrics[model]["bpb_general"] < 20 and 0 < metrics[model]["bpb_domain"] < 20
         assert 0 <= metrics[model]["license_id"] <= 1
+        assert 0 <= metrics[model]["en_fr"] <= 100
     # The tiny model learns the domain text it was trained on.
     assert metrics["cpt"]["bpb_domain"] < metrics["base"]["bpb_domain"]
 
