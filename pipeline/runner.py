@@ -131,11 +131,19 @@ class Runner:
         reasons += [f"library {line}" for line in _diff("lib", previous.get("libraries", {}), record["libraries"])]
         return reasons or ["its result is no longer in the store"]
 
-    def run(self, force: list[str] | None = None) -> list[Decision]:
-        """Execute the plan; each finished node is committed before the next one starts."""
+    def run(self, force: list[str] | None = None, until: str | None = None) -> list[Decision]:
+        """Execute the plan; each finished node is committed before the next one starts.
+
+        ``until`` stops after that node (and what it needs, which comes before it in the order)."""
         decisions = self.plan(force)
+        if until is not None:
+            names = [d.node.name for d in decisions]
+            if until not in names:
+                raise ValueError(f"unknown stage '{until}'; stages of this recipe: {', '.join(names)}")
+            decisions = decisions[: names.index(until) + 1]
         outputs: dict[str, dict[str, Any]] = {}
         total = len(decisions)
+        self.outputs = outputs
         for index, decision in enumerate(decisions, 1):
             node, spec = decision.node, REGISTRY[decision.node.stage]
             header = f"[{index}/{total}] {node.name}"

@@ -36,12 +36,29 @@ def device_and_precision() -> tuple[str, bool]:
     return "cpu", cpu_has_fast_bf16()
 
 
+def attention_implementation() -> str:
+    """FlashAttention 2 on CUDA where the package is installed (varlen kernels for packed blocks), else SDPA."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_model(path: str, trust_remote_code: bool = False, dtype: Any = None) -> Any:
-    """``AutoModelForCausalLM.from_pretrained`` on a local folder, fp32 unless told otherwise."""
+    """``AutoModelForCausalLM.from_pretrained`` on a local folder, fp32 weights unless told otherwise
+    (mixed precision comes from the Trainer's bf16 autocast)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
+    return AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=dtype or torch.float32,
+        trust_remote_code=trust_remote_code,
+        attn_implementation=attention_implementation(),
+    )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:

@@ -51,6 +51,7 @@ def common_arguments(
         "data_seed": seed,
         "bf16": bf16,
         "use_cpu": device == "cpu",
+        "optim": "adamw_torch_fused" if device == "cuda" else "adamw_torch",  # one kernel for all parameters
         "save_strategy": "steps",
         "save_steps": save_steps,
         "save_total_limit": 2,

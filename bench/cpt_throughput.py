@@ -1,0 +1,235 @@
+"""CPT throughput: our cpt stage against a plain transformers Trainer on the same data, in one process.
+
+Three arms train the same model for the same number of optimizer steps on the recipe's domain
+training documents:
+
+- ``cpt stage``: ``stages.cpt.train`` as the pipeline runs it: documents packed into full blocks,
+  position ids restarting per document so attention stops at boundaries, no padding;
+- ``packed, attention crosses documents``: the same blocks without position ids (the pipeline
+  before document-aware packing), to show what the boundary masks cost;
+- ``plain Trainer, unpacked``: one document per row, truncated to the sequence length and padded
+  to the longest row of each batch (``DataCollatorForLanguageModeling``): the baseline.
+
+Throughput counts real tokens only (padding excluded), over training time only (the stage's
+evaluation passes are subtracted using the runtimes Trainer logs). On CUDA the script also prints
+MFU against the GPU's dense bf16 peak and peak memory. Usage::
+
+    python bench/cpt_throughput.py --recipe legal --steps 6            # CPU, the embedded default model
+    python bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \\
+        --micro-batch-size 8 --steps 20 --corpus CORPUS_DIR               # one GPU, Qwen2.5-0.5B's shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+"""Dense bf16 peak by GPU name (NVIDIA datasheets, SXM parts)."""
+QWEN25_05B = {  # Qwen2.5-0.5B's config.json shape, so the bench runs without downloading weights
+    "architectures": ["Qwen2ForCausalLM"],
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True,
+    "vocab_size": 151936,
+}
+
+
+def _prepare(args: argparse.Namespace, work: Path) -> tuple[str, Path]:
+    """A model folder and a corpus folder: the recipe's own (run through the pipeline) or given."""
+    if args.model_config:
+        import torch
+        from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+        config = Qwen2Config(**{k: v for k, v in QWEN25_05B.items() if k != "architectures"})
+        torch.manual_seed(0)
+        model_dir = work / "model"
+        Qwen2ForCausalLM(config).save_pretrained(model_dir)
+        tokenizer_source = args.tokenizer or _pipeline_outputs(args)[0]
+        AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(model_dir)
+        corpus = Path(args.corpus) if args.corpus else _pipeline_outputs(args)[1]
+        return str(model_dir), corpus
+    model, corpus = _pipeline_outputs(args)
+    return model, Path(args.corpus) if args.corpus else corpus
+
+
+def _pipeline_outputs(args: argparse.Namespace) -> tuple[str, Path]:
+    from pipeline.cli import DEFAULT_STORE
+    from pipeline.recipe import load_recipe
+    from pipeline.runner import Runner
+    from pipeline.store import Store
+
+    runner = Runner(load_recipe(args.recipe), Store(DEFAULT_STORE))
+    runner.run(until="corpus")
+    return runner.outputs["model"]["model"], Path(runner.outputs["corpus"]["data"])
+
+
+def _train_seconds(log_history: list[dict[str, Any]], total: float) -> float:
+    evals = sum(v for record in log_history for k, v in record.items() if k.endswith("_runtime") and "eval" in k)
+    return total - evals
+
+
+def _flops_per_token(model: Any, seq_len: int) -> float:
+    """Training FLOPs per token: 6 x parameters (embeddings excluded) + attention (PaLM appendix B)."""
+    config = model.config
+    params = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name)
+    return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq_len
+
+
+def arm_stage(model: str, corpus: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:
+    import stages.cpt as cpt
+
+    params = cpt.CptParams(
+        replay_ratio=0.0,
+        max_tokens=args.steps * args.batch_size * args.seq_len,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        eval_every=args.steps,
+        eval_tokens=args.seq_len,
+        save_every=10**6,
+        schedule="constant",
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    original = cpt._blocks
+    if not packed_masks:  # the ablation: same blocks, no position ids, plain causal attention across documents
+
+        def _blocks(stream: list[int], positions: list[int], seq_len: int) -> list[dict[str, list[int]]]:
+            return [
+                {"input_ids": b["input_ids"], "labels": b["input_ids"]} for b in original(stream, positions, seq_len)
+            ]
+
+        cpt._blocks = _blocks
+    try:
+        _reset_memory()
+        started = time.time()
+        trainer, _, metrics = cpt.train(work, model, corpus, params, logging.getLogger("bench"))
+        seconds = _train_seconds(trainer.state.log_history, time.time() - started)
+    finally:
+        cpt._blocks = original
+    tokens = metrics["steps"] * args.batch_size * args.seq_len
+    return _result(trainer.model, tokens, seconds, args)
+
+
+def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import datasets
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+    from stages.corpus import read_jsonl
+    from stages.modeling import load_model, load_tokenizer
+    from stages.training import common_arguments
+
+    tokenizer = load_tokenizer(model_path)
+    docs = read_jsonl(corpus / "domain_train.jsonl")
+    rows = args.steps * args.batch_size
+    texts = [docs[i % len(docs)]["text"] for i in range(rows)]
+    encoded = tokenizer(texts, truncation=True, max_length=args.seq_len, add_special_tokens=False)
+    train = datasets.Dataset.from_dict({"input_ids": encoded["input_ids"]})
+    model = load_model(model_path)
+    training_args = TrainingArguments(
+        **common_arguments(work, 0, [], 10**6, 1),
+        per_device_train_batch_size=args.micro_batch_size,
+        gradient_accumulation_steps=args.batch_size // args.micro_batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    computed = {"real": 0, "padded": 0}
+
+    def counting_collator(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(features)
+        computed["real"] += int(batch["attention_mask"].sum())
+        computed["padded"] += batch["input_ids"].numel()
+        return batch
+
+    trainer = Trainer(model=model, args=training_args, train_dataset=train, data_collator=counting_collator)
+    _reset_memory()
+    started = time.time()
+    trainer.train()
+    seconds = time.time() - started
+    result = _result(model, computed["real"], seconds, args)
+    result["padding_share"] = round(1 - computed["real"] / computed["padded"], 4)
+    return result
+
+
+def _reset_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _result(model: Any, tokens: int, seconds: float, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    result: dict[str, Any] = {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": tokens / seconds}
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        achieved = _flops_per_token(model, args.seq_len) * tokens / seconds / 1e12
+        result["tflops"] = round(achieved, 1)
+        result["mfu"] = round(achieved / peak, 4) if peak else None
+        result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default="legal", help="recipe whose model and corpus to use (run up to corpus)")
+    parser.add_argument("--corpus", help="a corpus stage's data folder instead of the recipe's")
+    parser.add_argument("--model-config", choices=["qwen2.5-0.5b"], help="random weights in this shape")
+    parser.add_argument("--tokenizer", help="tokenizer folder for --model-config (default: the recipe's model)")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--micro-batch-size", type=int, default=4)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model, corpus = _prepare(args, work)
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        results = {
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "settings": vars(args),
+            "cpt stage": arm_stage(model, corpus, args, work / "stage", packed_masks=True),
+            "packed, attention crosses documents": arm_stage(model, corpus, args, work / "nomask", packed_masks=False),
+            "plain Trainer, unpacked": arm_plain(model, corpus, args, work / "plain"),
+        }
+    base = results["plain Trainer, unpacked"]["tokens_per_second"]
+    print(f"device: {device}, torch threads: {results['threads']}")
+    for arm in ("cpt stage", "packed, attention crosses documents", "plain Trainer, unpacked"):
+        r = results[arm]
+        extra = "".join(
+            f", {k} {r[k]}" for k in ("mfu", "tflops", "peak_memory_gib", "padding_share") if r.get(k) is not None
+        )
+        print(f"{arm:38s} {r['tokens_per_second']:10.1f} real tokens/s  x{r['tokens_per_second'] / base:.2f}{extra}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
