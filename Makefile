@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run plan explain report test lint install sources
+.PHONY: run plan explain report test lint install install-gpu bench sources
 .DEFAULT_GOAL := run
 
 run: install sources
@@ -37,6 +37,13 @@ test: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# CPT throughput of the cpt stage against a plain unpacked Trainer, same process (bench/README.md).
+bench: install sources
+	$(PY) bench/cpt_throughput.py --recipe $(recipe)
+
+install-gpu: install
+	$(PY) -m pip install -r requirements-gpu.txt
 
 install: $(STAMP)
 

@@ -8,7 +8,7 @@ naming the file, the dotted key, what was given and what is allowed, before any 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipeline.dag import Node, default_graph, validate
+from pipeline.executor import ExecutorSpec
 from stages import REGISTRY
 from stages.base import Params
 
@@ -30,6 +31,7 @@ _GLOBAL_KEYS = {
     "seed": "fills every stage's seed",
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
+    "executor": "where stages run: local (default), or slurm jobs through submitit (pipeline/executor.py)",
 }
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
@@ -48,6 +50,7 @@ class Recipe:
     params: dict[str, Params]
     """node name -> its validated params."""
     raw: dict[str, Any]
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -149,6 +152,18 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
             validated_sections[section] = model_cls(**values)
         except ValidationError as exc:
             problems.extend(_describe(section, model_cls, exc))
+    executor = ExecutorSpec()
+    if "executor" in raw:
+        try:
+            executor = ExecutorSpec(**(raw["executor"] or {}))
+        except (ValidationError, TypeError) as exc:
+            if isinstance(exc, ValidationError):
+                problems.extend(_describe("executor", ExecutorSpec, exc))
+            else:
+                problems.append(f"executor: must be a mapping, got {type(raw['executor']).__name__}")
+        unknown = sorted(set(executor.stages) - {node.stage for node in nodes})
+        if unknown:
+            problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
     if problems:
         raise RecipeError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     if "plan" in validated_sections:
@@ -157,7 +172,8 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         validated_sections["plan"] = validated_sections["plan"].model_copy(update={"cpt": proxy_cpt})
     for node in nodes:
         params[node.name] = validated_sections[node.params_section]
-    return Recipe(name=str(raw.get("name") or default_name), path=path, nodes=nodes, params=params, raw=raw)
+    name = str(raw.get("name") or default_name)
+    return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor)
 
 
 def _describe(section: str, model_cls: type[BaseModel], exc: ValidationError) -> list[str]:

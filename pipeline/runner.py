@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dag import Node, downstream_of
+from pipeline.executor import run_stage
 from pipeline.keys import library_versions, stage_key
 from pipeline.recipe import Recipe
 from pipeline.store import Store
@@ -189,7 +190,7 @@ class Runner:
         ctx = StageContext(out_dir=out_dir, log=stage_log, node=node.name, recipe=self.recipe.name)
         started = time.time()
         try:
-            result = spec.run(ctx, inputs, params) or {}
+            result = run_stage(self.recipe.executor, spec.name, ctx, inputs, params)
         finally:
             stage_log.removeHandler(handler)
             handler.close()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.corpus import read_jsonl
 from stages.modeling import load_model, load_tokenizer, write_model_card
@@ -50,6 +51,11 @@ class CptParams(Params):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     """Final learning rate as a share of the peak."""
     weight_decay: float = Field(0.01, ge=0)
+    num_processes: int = Field(1, ge=1)
+    """Training processes (GPUs); above 1 the stage reruns itself under accelerate launch (torchrun on CPU)."""
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    """With num_processes > 1: the accelerate config in recipes/accelerate/ (ddp replicates, fsdp and
+    deepspeed ZeRO-3 shard the model for ones that do not fit one GPU)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: about a third more compute for far less memory (large models)."""
     eval_every: int = Field(4, ge=1)
@@ -156,9 +162,11 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
     import datasets
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    if params.batch_size % params.micro_batch_size:
+    per_step = params.micro_batch_size * params.num_processes
+    if params.batch_size % per_step:
         raise StageError(
-            f"cpt.batch_size={params.batch_size} must be a multiple of cpt.micro_batch_size={params.micro_batch_size}"
+            f"cpt.batch_size={params.batch_size} must be a multiple of cpt.micro_batch_size x cpt.num_processes"
+            f" = {per_step}"
         )
     tokenizer = load_tokenizer(model_path, params.trust_remote_code)
     blocks, validation, info = build_stream(corpus, tokenizer, params)
@@ -180,7 +188,7 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
         **common_arguments(out_dir, params.seed, list(params.report_to), params.save_every, 1),
         per_device_train_batch_size=params.micro_batch_size,
         per_device_eval_batch_size=params.micro_batch_size,
-        gradient_accumulation_steps=params.batch_size // params.micro_batch_size,
+        gradient_accumulation_steps=params.batch_size // per_step,
         max_steps=steps,
         learning_rate=params.learning_rate,
         lr_scheduler_type=schedule,
@@ -209,7 +217,8 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - started
     final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
-    write_history(out_dir / "curves.jsonl", trainer.state.log_history)
+    if trainer.is_world_process_zero():
+        write_history(out_dir / "curves.jsonl", trainer.state.log_history)
     resumed_steps = int(checkpoint.name.split("-")[1]) if checkpoint else 0
     tokens_this_run = (steps - resumed_steps) * params.batch_size * params.seq_len
     metrics = {
@@ -221,6 +230,7 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "bf16": args.bf16,
+        "processes": args.world_size,  # as the distributed environment reports it
         **info,
     }
     return trainer, tokenizer, metrics
@@ -231,9 +241,14 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
         chosen = json.loads(Path(inputs["plan"]).read_text(encoding="utf-8"))["chosen"]
         params = params.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
         ctx.log.info("replay ratio %.3f chosen by the plan stage", chosen["replay_ratio"])
+    if params.num_processes > 1 and not launch.in_worker():
+        return launch.relaunch("cpt", ctx, inputs, params)
     trainer, tokenizer, metrics = train(ctx.out_dir, inputs["model"], Path(inputs["corpus"]), params, ctx.log)
     out = ctx.out_dir / "model"
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # every rank takes part (FSDP gathers the shards); rank 0 writes
+    outputs = {"model": out, "curves": ctx.out_dir / "curves.jsonl"}
+    if not trainer.is_world_process_zero():
+        return {"outputs": outputs, "metrics": metrics}
     tokenizer.save_pretrained(out)
     write_model_card(
         out,
@@ -243,7 +258,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
     )
     (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)  # the final model supersedes them
-    return {"outputs": {"model": out, "curves": ctx.out_dir / "curves.jsonl"}, "metrics": metrics}
+    return {"outputs": outputs, "metrics": metrics}
 
 
 SPEC = StageSpec(

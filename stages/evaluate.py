@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,10 @@ class EvalParams(Params):
     """Score at most this many items per domain task (None: all the corpus built)."""
     batch_size: int = Field(8, ge=1)
     """lm-eval batch size."""
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    """lm-eval model backend: auto is vllm where it is installed and a GPU is present (fast generation), else hf."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """vllm: GPUs one model is split over."""
     benchmarks: list[str] = Field(default_factory=list)
     """lm-eval's own tasks (mmlu, hellaswag, arc_challenge, medqa_4options, ...): their data comes from the
     hub, so only recipes for machines with access name them; reported as general ability beside ours."""
@@ -97,13 +101,17 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         names[benchmark] = {"kind": "general", "metric": "acc", "benchmark": True}
 
     device, bf16 = device_and_precision()
+    backend = choose_backend(params.backend)
+    model_args = {
+        "pretrained": inputs["model"],
+        "dtype": "bfloat16" if bf16 else "float32",
+        "trust_remote_code": params.trust_remote_code,
+    }
+    if backend == "vllm":
+        model_args |= {"tensor_parallel_size": params.tensor_parallel_size, "gpu_memory_utilization": 0.85}
     results = simple_evaluate(
-        model="hf",
-        model_args={
-            "pretrained": inputs["model"],
-            "dtype": "bfloat16" if bf16 else "float32",
-            "trust_remote_code": params.trust_remote_code,
-        },
+        model=backend,
+        model_args=model_args,
         tasks=list(names),
         task_manager=task_manager,
         batch_size=params.batch_size,
@@ -130,9 +138,23 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             entry["bleu"] = metrics["bleu,none"]
         summary[task.removeprefix(TASK_PREFIX)] = entry
     out = ctx.out_dir / "results.json"
-    out.write_text(json.dumps({"model": inputs["model"], "tasks": summary}, indent=2) + "\n", encoding="utf-8")
+    out.write_text(
+        json.dumps({"model": inputs["model"], "backend": backend, "tasks": summary}, indent=2) + "\n", encoding="utf-8"
+    )
     ctx.log.info("eval of %s: %s", inputs["model"], {k: round(v["value"], 4) for k, v in summary.items()})
     return {"outputs": {"results": out}, "metrics": {k: v["value"] for k, v in summary.items()}}
+
+
+def choose_backend(requested: str) -> str:
+    """hf, or vllm where it is installed and CUDA is present; asking for vllm without them is an error."""
+    import importlib.util
+
+    import torch
+
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if requested == "vllm" and not available:
+        raise StageError("eval.backend=vllm needs a CUDA GPU and vllm (make install-gpu); use auto or hf")
+    return "vllm" if requested == "vllm" or (requested == "auto" and available) else "hf"
 
 
 SPEC = StageSpec(

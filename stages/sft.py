@@ -15,15 +15,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from stages.base import Params, StageContext, StageError, StageSpec
+from stages import launch
+from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
 from stages.modeling import load_model, load_tokenizer, write_model_card
 from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
 
 
 class SftParams(Params):
-    method: Literal["full", "lora"] = "full"
-    """Full fine-tuning for small models; LoRA when the model is large or memory is short."""
+    method: Literal["full", "lora", "qlora"] = "full"
+    """Full fine-tuning for small models; LoRA when the model is large or memory is short; QLoRA (LoRA on a
+    4-bit base, bitsandbytes, CUDA only) when even the bf16 weights do not fit."""
     lora_r: int = Field(16, ge=1)
     """LoRA rank (method=lora)."""
     lora_alpha: int = Field(32, ge=1)
@@ -41,6 +43,12 @@ class SftParams(Params):
     max_length: int = Field(256, ge=16)
     """Tokens per pair after the chat template; longer pairs are truncated."""
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    num_processes: int = Field(1, ge=1)
+    """Training processes (GPUs); above 1 the stage reruns itself under accelerate launch (torchrun on CPU)."""
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    """With num_processes > 1: the accelerate config in recipes/accelerate/ to use."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: about a third more compute for far less memory."""
     save_every: int = Field(10, ge=1)
     """Steps between resumable checkpoints."""
     seed: int = 0
@@ -55,8 +63,16 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    if params.batch_size % params.micro_batch_size:
-        raise StageError(f"sft.batch_size={params.batch_size} must be a multiple of sft.micro_batch_size")
+    per_step = params.micro_batch_size * params.num_processes
+    if params.batch_size % per_step:
+        raise StageError(
+            f"sft.batch_size={params.batch_size} must be a multiple of sft.micro_batch_size x sft.num_processes"
+            f" = {per_step}"
+        )
+    if params.method != "full" and params.strategy != "ddp":
+        raise StageError(f"sft.method={params.method} merges adapters on one process: use sft.strategy=ddp")
+    if params.num_processes > 1 and not launch.in_worker():
+        return launch.relaunch("sft", ctx, inputs, params)
     pairs = read_jsonl(Path(inputs["corpus"]) / "sft_train.jsonl")
     if not pairs:
         raise StageError("sft: the corpus built no instruction pairs (corpus.tasks is empty?)")
@@ -69,7 +85,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     config = SFTConfig(
         **common_arguments(ctx.out_dir, params.seed, list(params.report_to), params.save_every, 1),
         per_device_train_batch_size=params.micro_batch_size,
-        gradient_accumulation_steps=params.batch_size // params.micro_batch_size,
+        gradient_accumulation_steps=params.batch_size // per_step,
+        gradient_checkpointing=params.gradient_checkpointing,
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
         lr_scheduler_type="cosine",
@@ -79,14 +96,16 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         packing=False,
     )
     peft_config = None
-    if params.method == "lora":
+    if params.method in ("lora", "qlora"):
         from peft import LoraConfig
 
         peft_config = LoraConfig(
             r=params.lora_r, lora_alpha=params.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
         )
     trainer = SFTTrainer(
-        model=load_model(inputs["model"], params.trust_remote_code),
+        model=_quantized_model(inputs["model"], params)
+        if params.method == "qlora"
+        else load_model(inputs["model"], params.trust_remote_code),
         args=config,
         train_dataset=train,
         processing_class=tokenizer,
@@ -101,13 +120,16 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     if checkpoint:
         ctx.log.info("resuming from %s", checkpoint.name)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    write_history(ctx.out_dir / "curves.jsonl", trainer.state.log_history)
-
-    model = trainer.model
-    if params.method == "lora":
-        model = model.merge_and_unload()
     out = ctx.out_dir / "model"
-    model.save_pretrained(out, safe_serialization=True)
+    if params.method == "full":
+        trainer.save_model(str(out))  # every rank takes part (FSDP and ZeRO-3 gather the shards); rank 0 writes
+    if not trainer.is_world_process_zero():
+        return {"outputs": {"model": out}, "metrics": {}}
+    write_history(ctx.out_dir / "curves.jsonl", trainer.state.log_history)
+    if params.method == "lora":
+        trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(out)
+    elif params.method == "qlora":
+        _merge_into_full_precision(trainer, inputs["model"], params, out)
     tokenizer.save_pretrained(out)
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     metrics = {
@@ -128,6 +150,36 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     (ctx.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(ctx.out_dir / "checkpoints", ignore_errors=True)
     return {"outputs": {"model": out}, "metrics": metrics}
+
+
+def _quantized_model(path: str, params: SftParams) -> Any:
+    """The base in 4-bit NF4 with bf16 compute (QLoRA); bitsandbytes and CUDA are required."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    require("bitsandbytes", "pip install bitsandbytes")
+    if not torch.cuda.is_available():
+        raise StageError("sft.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora or full on CPU")
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    return AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=quantization, dtype=torch.bfloat16, trust_remote_code=params.trust_remote_code
+    )
+
+
+def _merge_into_full_precision(trainer: Any, base: str, params: SftParams, out: Path) -> None:
+    """Merge the adapters into the bf16 base, not the 4-bit one, so the output is a normal full model."""
+    import torch
+    from peft import PeftModel
+
+    adapter = out.parent / "adapter"
+    trainer.model.save_pretrained(adapter)
+    model = PeftModel.from_pretrained(load_model(base, params.trust_remote_code, dtype=torch.bfloat16), adapter)
+    model.merge_and_unload().save_pretrained(out, safe_serialization=True)
 
 
 SPEC = StageSpec(

@@ -26,6 +26,18 @@ CHAT_TEMPLATE = (
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: skipped, with the reason shown, where there is none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def stdlib_docstrings(limit: int = 120) -> list[str]:
     """Real English prose: the standard library's module docstrings, parsed (not imported) from source."""
     import ast
