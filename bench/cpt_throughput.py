@@ -84,10 +84,13 @@ def _train_seconds(log_history: list[dict[str, Any]], total: float) -> float:
 
 
 def _flops_per_token(model: Any, seq_len: int) -> float:
-    """Training FLOPs per token: 6 x parameters (embeddings excluded) + attention (PaLM appendix B)."""
+    """Training FLOPs per token (PaLM, appendix B): 6 x the parameters that multiply (every weight but the input
+    embedding lookup; the output head counts even when tied to it) + 12 x layers x width x sequence (attention)."""
     config = model.config
-    params = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name)
-    return 6 * params + 12 * config.num_hidden_layers * config.hidden_size * seq_len
+    matmul = sum(p.numel() for name, p in model.named_parameters() if "embed_tokens" not in name)
+    if config.tie_word_embeddings:
+        matmul += config.vocab_size * config.hidden_size
+    return 6 * matmul + 12 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
 def arm_stage(model: str, corpus: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:

@@ -101,67 +101,45 @@ def license_id(train: list[dict], held_out: list[dict], seed: int, max_pairs: in
     return task
 
 
-def _definition_task(
-    train: list[dict],
-    held_out: list[dict],
-    seed: int,
-    max_pairs: int,
-    max_items: int,
-    *,
-    name: str,
-    question: Callable[[str], str],
-    describe: str,
-) -> TaskData:
-    """Term -> its definition: SFT writes the definition, eval picks it among held-out definitions."""
-    _require_meta(train + held_out, ("term", "definition"), name)
-    rng = random.Random(seed)
-    task = TaskData(
-        f"{describe} {N_CHOICES}-way choice; distractors are definitions of other held-out terms",
-        "multiple_choice",
-        baseline={"acc": 1 / N_CHOICES},
-    )
-    for doc in rng.sample(train, min(max_pairs, len(train))):
-        task.sft_pairs.append(_pair(question(doc["meta"]["term"]), doc["meta"]["definition"], doc["id"]))
-    # Definitions of six words or more: shorter ones ("A small bird.") are not specific to their term.
-    candidates = [d for d in held_out if len(d["meta"]["definition"].split()) >= 6]
-    if len(held_out) < N_CHOICES:
-        return task
-    for doc in rng.sample(candidates, min(max_items, len(candidates))):
-        answer = doc["meta"]["definition"]
-        others = [d["meta"]["definition"] for d in held_out if d["meta"]["definition"] != answer]
-        distractors = rng.sample(sorted(set(others)), N_CHOICES - 1)
-        task.eval_items.append(
-            _choice_item(f"{question(doc['meta']['term'])}\nAnswer:", answer, distractors, rng, held_out=[answer])
+def _definition_builder(name: str, question: Callable[[str], str], describe: str) -> Builder:
+    """A term -> definition task: SFT writes the definition, eval picks it among held-out definitions."""
+
+    def build(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
+        _require_meta(train + held_out, ("term", "definition"), name)
+        rng = random.Random(seed)
+        task = TaskData(
+            f"{describe} {N_CHOICES}-way choice; distractors are definitions of other held-out terms",
+            "multiple_choice",
+            baseline={"acc": 1 / N_CHOICES},
         )
-    return task
+        for doc in rng.sample(train, min(max_pairs, len(train))):
+            task.sft_pairs.append(_pair(question(doc["meta"]["term"]), doc["meta"]["definition"], doc["id"]))
+        definitions = sorted({d["meta"]["definition"] for d in held_out})
+        if len(definitions) < N_CHOICES:
+            return task
+        # Definitions of six words or more: shorter ones ("A small bird.") are not specific to their term.
+        candidates = [d for d in held_out if len(d["meta"]["definition"].split()) >= 6]
+        for doc in rng.sample(candidates, min(max_items, len(candidates))):
+            answer = doc["meta"]["definition"]
+            distractors = rng.sample([d for d in definitions if d != answer], N_CHOICES - 1)
+            prompt = f"{question(doc['meta']['term'])}\nAnswer:"
+            task.eval_items.append(_choice_item(prompt, answer, distractors, rng, held_out=[answer]))
+        return task
+
+    build.__doc__ = describe
+    return build
 
 
-def term_definition(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
-    """Dictionary and glossary entries (GCIDE): term -> definition."""
-    return _definition_task(
-        train,
-        held_out,
-        seed,
-        max_pairs,
-        max_items,
-        name="term_definition",
-        question=lambda term: f"What does the term '{term}' mean?",
-        describe="Term -> definition (GCIDE dictionary entries).",
-    )
-
-
-def form_purpose(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
-    """SEC form type -> what the form is for (SEC glossary)."""
-    return _definition_task(
-        train,
-        held_out,
-        seed,
-        max_pairs,
-        max_items,
-        name="form_purpose",
-        question=lambda form: f"What is SEC form {form} used for?",
-        describe="SEC form type -> its purpose (SEC form glossary).",
-    )
+term_definition = _definition_builder(
+    "term_definition",
+    lambda term: f"What does the term '{term}' mean?",
+    "Term -> definition (GCIDE dictionary entries).",
+)
+form_purpose = _definition_builder(
+    "form_purpose",
+    lambda form: f"What is SEC form {form} used for?",
+    "SEC form type -> its purpose (SEC form glossary).",
+)
 
 
 def xbrl_element(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
