@@ -125,7 +125,8 @@ def _files(spec: SourceSpec) -> list[Path]:
             raise StageError(f"source '{spec.name}': no gettext catalogs in {root / spec.language / 'LC_MESSAGES'}")
         return files
     if spec.type == "icd10cm":
-        return sorted((_package_dir("simple_icd_10_cm", "pip install simple-icd-10-cm==1.5.0") / "data").rglob("*"))
+        data = _package_dir("simple_icd_10_cm", "pip install simple-icd-10-cm==1.5.0") / "data"
+        return sorted(p for p in data.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     if spec.type == "python_docs":
         if not PYTHON_DOCS.exists():
             raise StageError(
