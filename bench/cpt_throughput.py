@@ -150,7 +150,7 @@ def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Pat
         max_steps=args.steps,
         learning_rate=1e-4,
         lr_scheduler_type="constant",
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,
     )
     collate = DataCollatorForLanguageModeling(tokenizer, mlm=False)
     computed = {"real": 0, "padded": 0}

@@ -195,7 +195,7 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
         lr_scheduler_kwargs=scheduler_kwargs,
         warmup_steps=params.warmup_fraction,
         weight_decay=params.weight_decay,
-        gradient_checkpointing=params.gradient_checkpointing,
+        activation_checkpointing=params.gradient_checkpointing,
         eval_strategy="steps",
         eval_steps=params.eval_every,
         eval_on_start=True,

@@ -86,7 +86,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         **common_arguments(ctx.out_dir, params.seed, list(params.report_to), params.save_every, 1),
         per_device_train_batch_size=params.micro_batch_size,
         gradient_accumulation_steps=params.batch_size // per_step,
-        gradient_checkpointing=params.gradient_checkpointing,
+        activation_checkpointing=params.gradient_checkpointing,
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
         lr_scheduler_type="cosine",
