@@ -10,7 +10,6 @@ Slurm set-up on one machine.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,12 +72,10 @@ def run_stage(executor: ExecutorSpec, stage: str, ctx: StageContext, inputs: dic
 
 
 def _job(stage: str, out_dir: str, node: str, recipe: str, inputs: dict[str, Any], params: dict) -> dict:
-    """The job's body, on the compute node: rebuild the context and params, run the stage."""
+    """The job's body, on the compute node: log to the job's output, then run the stage there."""
     import logging
 
-    from stages import REGISTRY
+    from stages.launch import run_here
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    spec = REGISTRY[stage]
-    ctx = StageContext(out_dir=Path(out_dir), log=logging.getLogger(f"stage.{node}"), node=node, recipe=recipe)
-    return spec.run(ctx, inputs, spec.params(**params)) or {}
+    return run_here(stage, out_dir, node, recipe, inputs, params)

