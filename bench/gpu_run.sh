@@ -1,15 +1,65 @@
 #!/usr/bin/env bash
-# Prepared run for a borrowed GPU machine (no network): install the carried wheels, run the GPU tests and
-# the throughput bench, leave the results in $OUT. Carry: wheels/ (datasets, trl, peft deps, lm-eval, ...),
-# bench_data/corpus (a corpus stage's data/ folder) and bench_data/model (the embedded model folder).
-set -euo pipefail
+# Prepared run for a borrowed GPU machine (no network; python3 there is 3.12 with torch, transformers,
+# accelerate, pandas, pyarrow, ... already installed). It installs the carried wheels, runs the GPU tests and
+# the throughput bench, and leaves the results in $OUT: log (everything), gpu_tests.xml, cpt_throughput_gpu.json.
+#
+# Run from the repository root as `bash bench/gpu_run.sh`, carrying these ignored folders (.git/info/exclude):
+#   .whl/        python 3.12 wheels of what the image lacks: pydantic (+ pydantic-core, annotated-types,
+#                typing-inspection, typing-extensions>=4.16), datasets (+ dill, multiprocess), datatrove (+ loguru,
+#                orjson, ftfy, wcwidth), and transformers 5.24.0: the image's 5.17 has no
+#                TrainingArguments(activation_checkpointing=...), which cpt, sft and the bench pass. Fetched with
+#                `python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+#                --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl NAME==VERSION`.
+#   bench_data/licensedcode-data-32.1.0-licenses.tar.gz   licensedcode/data/licenses/ of the licensedcode-data
+#                wheel (the tiny-model fixture reads its license texts; the whole wheel is 27 MB)
+#   bench_data/corpus   a corpus stage's data/ folder (domain_train trimmed to a third, general_train to a tenth)
+#   bench_data/model    the embedded model's tokenizer files and config.json (no weights)
+set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-# Install what the GPU image lacks (it has torch, transformers, peft, accelerate) from the carried wheels.
-python -m pip install -q --no-index --find-links wheels datasets trl==1.16.0 lm-eval==0.4.13 mergekit==0.1.5 \
-    gguf submitit sacrebleu simple-icd-10-cm pysword pyyaml pydantic
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-timeout 240 python -m pytest -q -m gpu tests/gpu 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
-python bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \
-    --micro-batch-size 8 --steps 20 --corpus bench_data/corpus --tokenizer bench_data/model \
-    --out "$OUT/cpt_throughput_gpu.json" 2>&1 | tail -8 | tee "$OUT/cpt_throughput_gpu.txt"
+cd "$(dirname "$0")/.." || exit 1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+main() {
+    local failed=0
+    echo "== $(date -u +%T) install the carried wheels"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl || { echo "wheel install failed"; return 1; }
+    tar -xzf bench_data/licensedcode-data-32.1.0-licenses.tar.gz -C /tmp/site || return 1
+    export PYTHONPATH=/tmp/site
+
+    echo "== $(date -u +%T) GPU and versions"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || failed=1
+    python3 - <<'PY' || failed=1
+import importlib.metadata as md
+import sys
+
+import torch
+
+names = ["torch", "transformers", "accelerate", "peft", "datasets", "pydantic", "pydantic-core",
+         "typing-extensions", "pyarrow", "fsspec", "huggingface-hub", "tokenizers", "datatrove"]
+versions = []
+for name in names:
+    try:
+        versions.append(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        versions.append(f"{name} -")
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
+print(f"python {sys.version.split()[0]}, {gpu}\n" + ", ".join(versions))
+import transformers
+import stages.cpt, stages.evaluate, tests.integration.test_distributed  # what the GPU tests import
+print("transformers imported from", transformers.__file__)
+PY
+
+    echo "== $(date -u +%T) pytest -m gpu tests/gpu"
+    timeout 150 python3 -m pytest -q -m gpu tests/gpu -rs --junitxml="$OUT/gpu_tests.xml" || failed=1
+
+    echo "== $(date -u +%T) bench/cpt_throughput.py (Qwen2.5-0.5B shape, random weights)"
+    timeout 300 python3 bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \
+        --micro-batch-size 8 --steps 20 --corpus bench_data/corpus --tokenizer bench_data/model \
+        --out "$OUT/cpt_throughput_gpu.json" || failed=1
+    echo "== $(date -u +%T) done, failed=$failed"
+    return "$failed"
+}
+
+main 2>&1 | tee "$OUT/log"

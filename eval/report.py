@@ -86,14 +86,34 @@ def change_table(evals: dict[str, dict[str, Any]], baseline: str = "base") -> Ta
 
 
 def corpus_table(stats: dict[str, Any]) -> Table:
-    header = ["source", "kind", "license", "split", "documents", "tokens", "dropped"]
+    """Per source and split: documents and megabytes kept; per source: filters, drops by reason."""
+    header = ["source", "kind", "license", "split", "documents", "MB", "filters", "dropped (reason: documents)"]
     rows = []
     for name, entry in stats["sources"].items():
-        dropped = ", ".join(f"{k}: {v}" for k, v in entry["dropped"].items()) or "none"
+        dropped = ", ".join(f"{k}: {v}" for k, v in sorted(entry["dropped"].items())) or "none"
+        if entry.get("boilerplate_lines_removed"):
+            dropped += f"; boilerplate lines removed: {entry['boilerplate_lines_removed']}"
+        filters = ", ".join(entry.get("filters", [])) or "none"
         for split, counts in sorted(entry.get("splits", {}).items()):
-            rows.append(
-                [name, entry["kind"], entry["license"], split, str(counts["documents"]), str(counts["tokens"]), dropped]
-            )
+            size = f"{counts.get('bytes', 0) / 1e6:.2f}"
+            rows.append([name, entry["kind"], entry["license"], split, str(counts["documents"]), size, filters, dropped])
+    return header, rows
+
+
+def pack_table(pack: dict[str, Any]) -> Table:
+    """Per packed set: documents, tokens, blocks and how full they are."""
+    header = ["set", "documents", "tokens", f"blocks of {pack['seq_len']}", "non-padding share", "target share"]
+    rows = [
+        [
+            name,
+            str(entry["documents"]),
+            str(entry["tokens"]),
+            str(entry["blocks"]),
+            f"{entry['packing_efficiency']:.4f}",
+            f"{entry['target_share']:.4f}",
+        ]
+        for name, entry in pack["sets"].items()
+    ]
     return header, rows
 
 

@@ -38,12 +38,16 @@ EVALUATED_MODELS = ("base", "cpt", "sft", "merge")
 
 
 def default_graph(with_plan: bool = False) -> list[Node]:
-    """corpus -> (plan) -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
+    """corpus -> pack -> (plan) -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
     model_of = {"base": "model.model", "cpt": "cpt.model", "sft": "sft.model", "merge": "merge.model"}
-    cpt_inputs = {"model": "model.model", "corpus": "corpus.data"}
-    nodes = [Node("model", "model"), Node("corpus", "corpus", {"tokenizer": "model.model"})]
+    cpt_inputs = {"model": "model.model", "packed": "pack.packed"}
+    nodes = [
+        Node("model", "model"),
+        Node("corpus", "corpus"),
+        Node("pack", "pack", {"corpus": "corpus.data", "tokenizer": "model.model"}),
+    ]
     if with_plan:
-        nodes.append(Node("plan", "plan", {"model": "model.model", "corpus": "corpus.data"}))
+        nodes.append(Node("plan", "plan", {"model": "model.model", "packed": "pack.packed"}))
         cpt_inputs["plan"] = "plan.plan"
     nodes += [
         Node("cpt", "cpt", cpt_inputs),
@@ -55,6 +59,7 @@ def default_graph(with_plan: bool = False) -> list[Node]:
     report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in EVALUATED_MODELS}
     report_inputs["cpt"] = "cpt.curves"
     report_inputs["corpus"] = "corpus.data"
+    report_inputs["packed"] = "pack.packed"
     if with_plan:
         report_inputs["plan"] = "plan.plan"
     nodes.append(Node("report", "report", report_inputs))

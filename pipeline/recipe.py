@@ -164,6 +164,12 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         unknown = sorted(set(executor.stages) - {node.stage for node in nodes})
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
+    if "pack" in validated_sections and "cpt" in validated_sections:
+        pack_len, cpt_len = validated_sections["pack"].seq_len, validated_sections["cpt"].seq_len
+        if "seq_len" in (raw.get("pack") or {}) and pack_len != cpt_len:
+            problems.append(f"pack.seq_len: {pack_len} differs from cpt.seq_len {cpt_len}; set cpt.seq_len alone")
+        # One pack per (corpus, tokenizer, seq_len): cpt and the plan proxies train on the same blocks.
+        validated_sections["pack"] = validated_sections["pack"].model_copy(update={"seq_len": cpt_len})
     if problems:
         raise RecipeError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     if "plan" in validated_sections:

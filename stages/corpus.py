@@ -1,33 +1,41 @@
-"""Corpus preparation: read sources, normalise, exact-dedup, split, build task data, decontaminate, count.
+"""Corpus preparation: read, clean, filter, near-dedup and split sources; build task data; decontaminate.
 
-Every drop is counted with its reason (datatrove's habit), per source. Splits are assigned by a
-hash of the document id, so adding a document never moves another one between splits. SFT pairs
-are built from training documents and eval items from eval documents only; then every training
-document that shares a 13-gram with a text an eval item shows is dropped (``stages.decontam``).
-Tasks on a ``general`` source measure forgetting: they add eval items but no SFT pairs.
+The heavy passes run as datatrove pipelines (``stages.corpus_engine``): sharded, on a local process
+pool by default or on Slurm or Ray (``corpus.engine``), with memory flat in the corpus size. Every
+drop is counted per source with its reason. Splits are assigned by a hash of the document id, so
+adding a document never moves another one between splits; deduplication runs before the split,
+so a document and its near-copy never land on both sides. SFT pairs are built from training
+documents and eval items from eval documents only; then every training document that shares a
+13-gram with a text an eval item shows is dropped (``stages.decontam``). Tasks on a ``general``
+source measure forgetting: they add eval items but no SFT pairs. Tokenizing and packing are the
+``pack`` stage's, so this stage's output serves every model and sequence length.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
-import re
-import unicodedata
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stages import decontam, sources, task_builders
+from stages import corpus_engine, decontam, sources, task_builders, text_blocks
 from stages.base import Params, StageContext, StageError, StageSpec
+from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec, assign_split  # noqa: F401 (assign_split: API)
 from stages.sources import SourceSpec
+from stages.text_blocks import FILTER_NAMES, normalise  # noqa: F401 (normalise: API)
 
-SPLITS = ("train", "validation", "eval")
 CANDIDATES_PER_ITEM = 3
 """Builders offer this many candidate eval items per item kept; decontamination keeps the most distinctive."""
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_BLANK_RUNS = re.compile(r"\n{3,}")
+TASK_TRAIN_DOCUMENTS = 20_000
+"""Training documents per task source handed to a builder (the lowest id hashes): SFT pairs need
+hundreds, and the bound keeps memory flat however large the source."""
+DEFAULT_FILTERS = ["encoding", "boilerplate", "gopher_repetition", "gopher_quality", "language"]
+"""Every filter, for prose sources; a source with another shape (dictionary entries, code lists) names its own."""
 
 
 class TaskSpec(BaseModel):
@@ -74,8 +82,33 @@ class CorpusParams(Params):
     max_eval_items: int = Field(60, ge=1)
     """Upper bound on items per task; eval cost grows linearly with it."""
     seed: int = 0
+    filters: list[str] = Field(default_factory=lambda: list(DEFAULT_FILTERS))
+    """Filters for sources that name none (a source's ``filters`` replaces this list)."""
+    filter_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per filter, the keyword arguments of the datatrove class behind it, e.g.
+    {gopher_quality: {min_doc_words: 20}}; unset ones keep datatrove's (Gopher paper) defaults."""
+    minhash: MinhashSpec = Field(default_factory=MinhashSpec)
+    """Near-duplicate detection across all sources (exact copies are removed too)."""
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    """Where datatrove runs the passes: local processes (default), Slurm or Ray."""
     trust_remote_code: bool = False
-    """Only when the recipe asks: the tokenizer's own code runs on this machine."""
+    """Kept for recipes that set it; tokenizing moved to the pack stage."""
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, value: list[str]) -> list[str]:
+        if unknown := sorted(set(value) - set(FILTER_NAMES)):
+            raise ValueError(f"unknown filters {unknown}; known: {list(FILTER_NAMES)}")
+        return value
+
+    @field_validator("filter_settings")
+    @classmethod
+    def _known_settings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, settings in value.items():
+            if name not in FILTER_NAMES:
+                raise ValueError(f"filter_settings names unknown filter '{name}'; known: {list(FILTER_NAMES)}")
+            text_blocks.check_settings(name, settings)
+        return value
 
     @field_validator("sources")
     @classmethod
@@ -107,63 +140,47 @@ def fingerprint(params: CorpusParams) -> dict[str, Any]:
     return {source.name: sources.fingerprint(source) for source in params.sources}
 
 
-def normalise(text: str) -> str:
-    """NFC, Unix newlines, no control characters, no trailing spaces, at most one blank line in a row."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return _BLANK_RUNS.sub("\n\n", text).strip()
-
-
-def assign_split(doc_id: str, seed: int, validation_fraction: float, eval_fraction: float) -> str:
-    """Stable split from a hash of the id: the same document always lands in the same split."""
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    if u < validation_fraction:
-        return "validation"
-    if u < validation_fraction + eval_fraction:
-        return "eval"
-    return "train"
-
-
 def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
     if not params.sources:
         raise StageError("corpus: no sources given (recipe key 'sources')")
-    tokenizer = AutoTokenizer.from_pretrained(inputs["tokenizer"], trust_remote_code=params.trust_remote_code)
+    work = ctx.out_dir / "work"
     data = ctx.out_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
-
-    seen: dict[str, str] = {}
-    docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    stats: dict[str, Any] = {}
-    for spec in params.sources:
-        dropped: Counter[str] = Counter()
-        kept = 0
-        min_chars = params.min_chars if spec.min_chars is None else spec.min_chars
-        for doc in ctx.progress(sources.read(spec), desc=f"corpus:{spec.name}", unit="doc"):
-            if "drop" in doc:
-                dropped[doc["drop"]] += 1
-                continue
-            text = normalise(doc["text"])
-            if len(text) < min_chars:
-                dropped["shorter than min_chars"] += 1
-                continue
-            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            if digest in seen:
-                dropped["exact duplicate"] += 1
-                continue
-            seen[digest] = doc["id"]
-            doc["text"] = text
-            split = assign_split(doc["id"], params.seed, params.validation_fraction, params.eval_fraction)
-            docs[(spec.name, split)].append(doc)
-            kept += 1
-        if kept == 0:
-            raise StageError(f"corpus: source '{spec.name}' kept no documents (dropped: {dict(dropped)})")
-        stats[spec.name] = {"kind": spec.kind, "license": spec.license, "kept": kept, "dropped": dropped}
-
+    chains = {spec.name: spec.filters if spec.filters is not None else params.filters for spec in params.sources}
+    min_chars = {spec.name: params.min_chars if spec.min_chars is None else spec.min_chars for spec in params.sources}
+    prepared = corpus_engine.prepare(
+        params.sources,
+        work,
+        params.engine,
+        chains,
+        params.filter_settings,
+        min_chars,
+        params.minhash,
+        (params.seed, params.validation_fraction, params.eval_fraction),
+        ctx.log,
+    )
+    stats = _source_stats(params, prepared)
     kinds = {spec.name: spec.kind for spec in params.sources}
+
+    # Task data: every eval document of a task's source, and a bounded sample of its training documents.
+    task_sources = {spec.source for spec in params.tasks}
+    docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    samples: dict[str, list[tuple[str, int, dict[str, Any]]]] = defaultdict(list)
+    for kind in ("domain", "general"):
+        for doc in corpus_engine.split_documents(work, kind, "eval"):
+            if doc["source"] in task_sources:
+                docs[(doc["source"], "eval")].append(doc)
+        for n, doc in enumerate(corpus_engine.split_documents(work, kind, "train")):
+            if doc["source"] in task_sources:  # keep the lowest hashes: a max-heap of negated digests
+                entry = (_negated_digest(doc["id"]), n, doc)
+                heap = samples[doc["source"]]
+                if len(heap) < TASK_TRAIN_DOCUMENTS:
+                    heapq.heappush(heap, entry)
+                elif entry > heap[0]:
+                    heapq.heapreplace(heap, entry)
+    for source, heap in samples.items():
+        docs[(source, "train")] = [doc for _, _, doc in sorted(heap, key=lambda e: e[1])]
+
     tasks_dir = data / "tasks"
     tasks_dir.mkdir(exist_ok=True)
     built: dict[str, task_builders.TaskData] = {}
@@ -188,14 +205,17 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                 "raise eval_fraction or add documents"
             )
         built[spec.label] = task
+    del docs, samples
 
-    # Decontamination, in one pass over the training documents: find which candidate items share text with
-    # which documents, keep the candidates that share the least, then drop every document that still overlaps.
+    # Decontamination, in one streaming pass over the training documents: find which candidate items share
+    # text with which documents, keep the candidates that share the least, then drop every document that
+    # still overlaps (while the final files are written).
     index = _item_index(built, params.decontamination_ngram)
     hits: dict[str, set[Any]] = {}
     shared: Counter[Any] = Counter()
-    for spec in params.sources:
-        for doc in ctx.progress(docs[(spec.name, "train")], desc=f"decontaminate:{spec.name}", unit="doc"):
+    for kind in ("domain", "general"):
+        train = corpus_engine.split_documents(work, kind, "train")
+        for doc in ctx.progress(train, desc=f"decontaminate:{kind}", unit="doc"):
             if found := index.hits(doc["text"]):
                 hits[doc["id"]] = found
                 shared.update(found)
@@ -206,13 +226,25 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         task.eval_items = [task.eval_items[i] for i in sorted(order)]
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
-    for spec in params.sources:
-        kept_docs = [doc for doc in docs[(spec.name, "train")] if doc["id"] not in removed]
-        if dropped_here := len(docs[(spec.name, "train")]) - len(kept_docs):
-            stats[spec.name]["kept"] -= dropped_here
-            stats[spec.name]["dropped"][reason] += dropped_here
-        docs[(spec.name, "train")] = kept_docs
     final_index = _item_index(built, params.decontamination_ngram)  # the kept items only
+
+    for kind in ("domain", "general"):
+        for split in SPLITS:
+            with (data / f"{kind}_{split}.jsonl").open("w", encoding="utf-8") as fh:
+                for doc in corpus_engine.split_documents(work, kind, split):
+                    entry = stats[doc["source"]]
+                    if split == "train" and doc["id"] in removed:
+                        entry["dropped"][reason] += 1
+                        continue
+                    fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+                    counts = entry["splits"][split]
+                    counts["documents"] += 1
+                    counts["bytes"] += len(doc["text"].encode("utf-8"))
+    for name, entry in stats.items():
+        entry["kept"] = sum(counts["documents"] for counts in entry["splits"].values())
+        if entry["kept"] == 0:
+            raise StageError(f"corpus: source '{name}' kept no documents (dropped: {dict(entry['dropped'])})")
+        entry["dropped"] = dict(entry["dropped"])
 
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
@@ -243,25 +275,51 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         }
     _write_jsonl(data / "sft_train.jsonl", sft_pairs)
 
-    for kind in ("domain", "general"):
-        for split in SPLITS:
-            items = [doc for spec in params.sources if spec.kind == kind for doc in docs[(spec.name, split)]]
-            _write_jsonl(data / f"{kind}_{split}.jsonl", items)
-    for spec in params.sources:
-        per_split = stats[spec.name].setdefault("splits", {})
-        for split in SPLITS:
-            texts = [d["text"] for d in docs[(spec.name, split)]]
-            tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else 0
-            per_split[split] = {"documents": len(texts), "tokens": tokens, "bytes": sum(len(t.encode()) for t in texts)}
-        stats[spec.name]["dropped"] = dict(stats[spec.name]["dropped"])
-
-    summary = {"sources": stats, "tasks": task_summary, "sft_pairs": len(sft_pairs), "decontaminated": len(removed)}
+    summary = {
+        "sources": stats,
+        "tasks": task_summary,
+        "sft_pairs": len(sft_pairs),
+        "decontaminated": len(removed),
+        "minhash_threshold": round(params.minhash.threshold, 3),
+    }
     (data / "stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for part in ("raw", "clean", "minhash", "split"):  # intermediate shards; logs and duplicates stay for inspection
+        shutil.rmtree(work / part, ignore_errors=True)
     for name, entry in stats.items():
-        ctx.log.info(
-            "source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry.get("splits")
-        )
+        ctx.log.info("source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry["splits"])
     return {"outputs": {"data": data}, "metrics": summary}
+
+
+def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per source: kind, license, drops by reason (adapter, filters, duplicates), boilerplate lines removed."""
+    stats: dict[str, dict[str, Any]] = {}
+    for spec in params.sources:
+        stats[spec.name] = {
+            "kind": spec.kind,
+            "license": spec.license,
+            "filters": spec.filters if spec.filters is not None else params.filters,
+            "dropped": Counter(),
+            "boilerplate_lines_removed": 0,
+            "splits": {split: {"documents": 0, "bytes": 0} for split in SPLITS},
+        }
+    for part in ("ingest", "clean"):
+        for key, value in prepared["counters"][part].items():
+            label, _, rest = key.partition("/")
+            source, _, reason = rest.partition("/")
+            if source not in stats:
+                continue
+            if label == "dropped":
+                stats[source]["dropped"][reason] += int(value)
+            elif label == "boilerplate lines":
+                stats[source]["boilerplate_lines_removed"] += int(value)
+    reason = f"near-duplicate (MinHash, similarity above ~{params.minhash.threshold:.2f})"
+    for source, count in prepared["duplicates"].items():
+        stats[source]["dropped"][reason] += count
+    return stats
+
+
+def _negated_digest(doc_id: str) -> int:
+    return -int.from_bytes(hashlib.sha256(f"task-sample:{doc_id}".encode()).digest()[:8], "big")
 
 
 def _item_index(built: dict[str, task_builders.TaskData], n: int) -> decontam.Index:
@@ -285,11 +343,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=4,
+    version=5,
     params=CorpusParams,
-    inputs=("tokenizer",),
+    inputs=(),
     run=run,
-    doc="Read, normalise, dedup and split sources; build SFT pairs and eval items; count tokens.",
-    libraries=("transformers", "tokenizers"),
+    doc="Read, clean, filter, near-dedup and split sources (datatrove); build SFT pairs and eval items; decontaminate.",
+    libraries=("datatrove", "ftfy", "langid"),
     fingerprint=fingerprint,
 )

@@ -1,8 +1,8 @@
 """Continual pre-training with replay of general text, on transformers' Trainer.
 
 The replay ratio is the share of *general tokens* in the training stream (not of documents or
-examples): documents of each kind are packed into fixed-length blocks with EOS between them, and
-the stream holds ``round(r * blocks)`` general blocks and the rest domain blocks, shuffled
+examples): the pack stage cut each kind's documents into fixed-length blocks with EOS between them
+(shared with the plan proxies), and the stream holds ``round(r * blocks)`` general blocks and the rest domain blocks, shuffled
 together. Validation loss on the general and the domain held-out sets is logged every
 ``eval_every`` steps (the plan stage fits scaling laws to these curves). The Trainer supplies the
 schedule, checkpoints and resume: a killed run resumes from its last complete checkpoint.
@@ -21,7 +21,6 @@ from pydantic import Field
 
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.corpus import read_jsonl
 from stages.modeling import load_model, load_tokenizer, write_model_card
 from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
 
@@ -72,80 +71,99 @@ class CptParams(Params):
     COSMETIC = frozenset({"report_to"})
 
 
-def _take_tokens(
-    docs: list[dict[str, Any]], tokenizer: Any, need: int, seed: int, label: str
-) -> tuple[list[int], list[int], int]:
-    """Tokenize shuffled documents, EOS after each, until ``need`` tokens; repeat passes if short.
+class PackedBlocks:
+    """Rows of the pack stage's memory-mapped blocks, in a chosen order, as training examples.
 
-    Returns the token stream, each token's position within its document, and the number of passes."""
-    if not docs:
-        raise StageError(f"cpt: no {label} training documents; check the corpus sources")
-    rng = random.Random(seed)
-    order = list(range(len(docs)))
-    stream: list[int] = []
-    positions: list[int] = []
-    passes = 0
-    while len(stream) < need:
-        rng.shuffle(order)
-        passes += 1
-        for index in order:
-            ids = [*tokenizer(docs[index]["text"], add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
-            stream.extend(ids)
-            positions.extend(range(len(ids)))
-            if len(stream) >= need:
-                break
-    return stream[:need], positions[:need], passes
+    Labels are the input ids except at a document's first token (``position_ids`` 0 past the block's
+    start): predicting it from the previous document's text would teach noise."""
+
+    def __init__(self, packed: Path, rows: list[tuple[str, int]]) -> None:
+        import numpy as np
+
+        names = sorted({name for name, _ in rows})
+        self.arrays = {
+            name: (
+                np.load(packed / f"{name}.input_ids.npy", mmap_mode="r"),
+                np.load(packed / f"{name}.position_ids.npy", mmap_mode="r"),
+            )
+            for name in names
+        }
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        name, row = self.rows[index]
+        ids, positions = self.arrays[name]
+        input_ids = torch.from_numpy(np.asarray(ids[row], dtype=np.int64))
+        position_ids = torch.from_numpy(np.asarray(positions[row], dtype=np.int64))
+        labels = input_ids.clone()
+        starts = position_ids == 0
+        starts[0] = False
+        labels[starts] = -100
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+
+    def target_tokens(self) -> int:
+        """Tokens that are training targets (every token but documents' first ones past a block start)."""
+        total = 0
+        for name, (_, positions) in self.arrays.items():
+            chosen = [row for n, row in self.rows if n == name]
+            for first in range(0, len(chosen), 4096):
+                block = positions[sorted(chosen[first : first + 4096])]
+                total += int(block.size - (block == 0).sum() + len(block))
+        return total
 
 
-def _blocks(stream: list[int], positions: list[int], seq_len: int) -> list[dict[str, list[int]]]:
-    """Cut the stream into blocks that keep document boundaries.
-
-    Position ids restart at every document (and at the block's start), so transformers' attention
-    masks stop at boundaries (packed-sequence masks for sdpa/eager/flex, varlen for flash attention)
-    and no compute goes to padding. The first token of each document is not a target: predicting it
-    from the previous document's text would teach noise (DataCollatorWithFlattening does the same)."""
-    blocks = []
-    for start in range(0, len(stream) - seq_len + 1, seq_len):
-        ids = stream[start : start + seq_len]
-        pos = [p if i >= p else i for i, p in enumerate(positions[start : start + seq_len])]
-        labels = [-100 if p == 0 and i > 0 else t for i, (t, p) in enumerate(zip(ids, pos, strict=True))]
-        blocks.append({"input_ids": ids, "labels": labels, "position_ids": pos})
-    return blocks
+def read_pack(packed: Path, seq_len: int) -> dict[str, Any]:
+    """The pack stage's stats, after checking it was cut at this sequence length."""
+    info = json.loads((packed / "pack.json").read_text(encoding="utf-8"))
+    if info["seq_len"] != seq_len:
+        raise StageError(f"cpt.seq_len={seq_len}, but the packed corpus at {packed} has blocks of {info['seq_len']}")
+    return info
 
 
-def build_stream(
-    corpus: Path, tokenizer: Any, params: CptParams
-) -> tuple[list[dict[str, list[int]]], dict[str, list[dict[str, list[int]]]], dict[str, Any]]:
-    """Packed, shuffled training blocks at the replay ratio, and the held-out validation blocks."""
+def choose_rows(available: int, count: int, seed: int) -> tuple[list[int], int]:
+    """``count`` row numbers out of ``available``: shuffled passes over all rows, as many as needed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    passes = -(-count // available)
+    rows = np.concatenate([rng.permutation(available) for _ in range(passes)])[:count]
+    return rows.tolist(), passes
+
+
+def build_stream(packed: Path, params: CptParams) -> tuple[PackedBlocks, dict[str, PackedBlocks], dict[str, Any]]:
+    """Shuffled training blocks at the replay ratio, and the held-out validation blocks."""
     replay_ratio = DEFAULT_REPLAY_RATIO if params.replay_ratio is None else params.replay_ratio
     n_blocks = params.max_tokens // params.seq_len
     if n_blocks < 1:
         raise StageError(f"cpt.max_tokens={params.max_tokens} is below one block of seq_len={params.seq_len}")
+    pack = read_pack(packed, params.seq_len)
     general_blocks = round(replay_ratio * n_blocks)
     domain_blocks = n_blocks - general_blocks
-    blocks: list[dict[str, list[int]]] = []
+    rows: list[tuple[str, int]] = []
     info: dict[str, Any] = {"blocks": n_blocks, "general_blocks": general_blocks, "domain_blocks": domain_blocks}
-    for kind, count in (("domain", domain_blocks), ("general", general_blocks)):
+    for offset, (kind, count) in enumerate((("domain", domain_blocks), ("general", general_blocks))):
         if count == 0:
             continue
-        stream, positions, passes = _take_tokens(
-            read_jsonl(corpus / f"{kind}_train.jsonl"), tokenizer, count * params.seq_len, params.seed, kind
-        )
-        blocks += _blocks(stream, positions, params.seq_len)
+        available = pack["sets"][f"{kind}_train"]["blocks"]
+        if available == 0:
+            raise StageError(f"cpt: no {kind} training blocks in {packed}; check the corpus sources")
+        chosen, passes = choose_rows(available, count, params.seed + offset)
+        rows += [(f"{kind}_train", row) for row in chosen]
         info[f"{kind}_passes"] = passes
-    random.Random(params.seed).shuffle(blocks)
+    random.Random(params.seed).shuffle(rows)
     validation = {}
     for kind in ("general", "domain"):
-        stream, positions, _ = _take_tokens(
-            read_jsonl(corpus / f"{kind}_validation.jsonl"),
-            tokenizer,
-            params.eval_tokens,
-            params.seed,
-            f"{kind} validation",
-        )
-        validation[kind] = _blocks(stream, positions, min(params.seq_len, len(stream)))
+        available = pack["sets"][f"{kind}_validation"]["blocks"]
+        count = min(available, max(1, params.eval_tokens // params.seq_len))
+        validation[kind] = PackedBlocks(packed, [(f"{kind}_validation", row) for row in range(count)])
     info["general_token_share"] = general_blocks / n_blocks
-    return blocks, validation, info
+    return PackedBlocks(packed, rows), validation, info
 
 
 def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
@@ -157,9 +175,8 @@ def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
     return found if len(found) == 2 else {}
 
 
-def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: Any) -> tuple[Any, Any, dict[str, Any]]:
+def train(out_dir: Path, model_path: str, packed: Path, params: CptParams, log: Any) -> tuple[Any, Any, dict[str, Any]]:
     """Train on the packed stream in ``out_dir/checkpoints`` (resuming there); returns trainer, tokenizer, metrics."""
-    import datasets
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     per_step = params.micro_batch_size * params.num_processes
@@ -169,12 +186,8 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
             f" = {per_step}"
         )
     tokenizer = load_tokenizer(model_path, params.trust_remote_code)
-    blocks, validation, info = build_stream(corpus, tokenizer, params)
+    blocks, validation, info = build_stream(packed, params)
     log.info("cpt stream: %s", info)
-
-    def as_dataset(rows: list[dict[str, list[int]]]) -> Any:
-        return datasets.Dataset.from_list(rows)
-
     steps = max(1, len(blocks) // params.batch_size)
     schedule, scheduler_kwargs = {
         "cosine": ("cosine_with_min_lr", {"min_lr_rate": params.min_lr_ratio}),
@@ -205,8 +218,8 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=as_dataset(blocks),
-        eval_dataset={kind: as_dataset(rows) for kind, rows in validation.items()},
+        train_dataset=blocks,
+        eval_dataset=validation,
         data_collator=default_data_collator,
         callbacks=[curve_callback(out_dir / "curves_live.jsonl")],
     )
@@ -225,7 +238,7 @@ def train(out_dir: Path, model_path: str, corpus: Path, params: CptParams, log: 
         "final_eval_general_loss": final.get("eval_general_loss"),
         "final_eval_domain_loss": final.get("eval_domain_loss"),
         "train_tokens": len(blocks) * params.seq_len,
-        "target_tokens": sum(sum(1 for t in b["labels"] if t != -100) for b in blocks),
+        "target_tokens": blocks.target_tokens(),
         "steps": steps,
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
@@ -243,7 +256,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
         ctx.log.info("replay ratio %.3f chosen by the plan stage", chosen["replay_ratio"])
     if params.num_processes > 1 and not launch.in_worker():
         return launch.relaunch("cpt", ctx, inputs, params)
-    trainer, tokenizer, metrics = train(ctx.out_dir, inputs["model"], Path(inputs["corpus"]), params, ctx.log)
+    trainer, tokenizer, metrics = train(ctx.out_dir, inputs["model"], Path(inputs["packed"]), params, ctx.log)
     out = ctx.out_dir / "model"
     trainer.save_model(str(out))  # every rank takes part (FSDP gathers the shards); rank 0 writes
     outputs = {"model": out, "curves": ctx.out_dir / "curves.jsonl"}
@@ -263,11 +276,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
 
 SPEC = StageSpec(
     name="cpt",
-    version=2,
+    version=3,
     params=CptParams,
-    inputs=("model", "corpus"),
+    inputs=("model", "packed"),
     optional_inputs=("plan",),
     run=run,
     doc="Continual pre-training with replay (share of general tokens), resumable, curves logged.",
-    libraries=("torch", "transformers", "accelerate", "datasets"),
+    libraries=("torch", "transformers", "accelerate", "numpy"),
 )

@@ -73,7 +73,7 @@ def _proxy(ctx: StageContext, inputs: dict[str, Any], params: PlanParams, share:
             "save_every": 10**9,
         }
     )
-    trainer, _, _ = cpt_stage.train(folder, inputs["model"], Path(inputs["corpus"]), proxy_params, ctx.log)
+    trainer, _, _ = cpt_stage.train(folder, inputs["model"], Path(inputs["packed"]), proxy_params, ctx.log)
     tokens_per_step = proxy_params.batch_size * proxy_params.seq_len
     by_step: dict[int, dict[str, Any]] = {}
     for record in trainer.state.log_history:
@@ -181,9 +181,9 @@ def proxy_table(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="plan",
-    version=1,
+    version=2,
     params=PlanParams,
-    inputs=("model", "corpus"),
+    inputs=("model", "packed"),
     run=run,
     doc="Proxy CPT runs, D-CPT Law fits, and the replay ratio for the recipe's objective.",
     libraries=("torch", "transformers", "scipy", "numpy"),

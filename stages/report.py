@@ -48,6 +48,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
             "text). Task accuracies carry their standard error; compare them with the chance level in the header.",
         ),
         ("Corpus", report.corpus_table(stats)),
+        (
+            "Deduplication and decontamination",
+            f"Near-duplicates (MinHash, similarity above ~{stats.get('minhash_threshold', 0):.2f}) were removed across all "
+            f"sources before the split; {stats.get('decontaminated', 0)} training documents that shared a word n-gram with "
+            "an eval item were dropped (per source in the table above). Eval items are never trained on.",
+        ),
+        ("Packed training data", report.pack_table(json.loads((Path(inputs["packed"]) / "pack.json").read_text()))),
     ]
     images: list[tuple[str, str, bytes]] = []
     law_fits = {kind: laws.fit_logged_curve(history, kind) for kind in ("general", "domain")}
@@ -215,7 +222,7 @@ SPEC = StageSpec(
     name="report",
     version=3,
     params=ReportParams,
-    inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus"),
+    inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus", "packed"),
     optional_inputs=("plan",),
     run=run,
     doc="Markdown + HTML report: scores, domain gain vs general forgetting, corpus, CPT curves.",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
@@ -71,6 +71,19 @@ class SourceSpec(BaseModel):
     """bible: the target language of the English-aligned text (es); gettext: the catalog language (fr, es, ...)."""
     mode: Literal["target", "interleaved"] = "interleaved"
     """bible/gettext: monolingual target-language text, or English and target lines interleaved."""
+    filters: list[str] | None = None
+    """Filters for this source, from encoding, boilerplate, gopher_repetition, gopher_quality, language
+    (None: corpus.filters)."""
+    languages: list[str] | None = None
+    """Languages the language check accepts (ISO 639-1; None: en, or the bible/gettext pair's)."""
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filters(cls, value: list[str] | None) -> list[str] | None:
+        known = ("encoding", "boilerplate", "gopher_repetition", "gopher_quality", "language")
+        if value is not None and (unknown := sorted(set(value) - set(known))):
+            raise ValueError(f"unknown filters {unknown}; known: {list(known)}")
+        return value
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -315,21 +328,31 @@ def _read_gettext(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 
 def _read_jsonl(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """One JSON object per line, read line by line (memory flat in the file size)."""
     for path in _files(spec):
-        text = _decode(path, path.read_bytes())
-        if not text.strip():
+        empty = True
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise StageError(
+                        f"{path}:{number}: not valid UTF-8 ({exc.reason} at column {exc.start + 1}); "
+                        "re-encode the file as UTF-8"
+                    ) from exc
+                if not line.strip():
+                    continue
+                empty = False
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise StageError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+                if not isinstance(record, dict) or not isinstance(record.get(spec.text_field), str):
+                    raise StageError(f"{path}:{number}: expected an object with a string field '{spec.text_field}'")
+                meta = {k: v for k, v in record.items() if k != spec.text_field}
+                yield {"id": f"{spec.name}:{path.name}:{number}", "text": record[spec.text_field], "meta": meta}
+        if empty:
             raise StageError(f"{path}: empty file (source '{spec.name}' expects one JSON object per line)")
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StageError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(record, dict) or not isinstance(record.get(spec.text_field), str):
-                raise StageError(f"{path}:{number}: expected an object with a string field '{spec.text_field}'")
-            meta = {k: v for k, v in record.items() if k != spec.text_field}
-            yield {"id": f"{spec.name}:{path.name}:{number}", "text": record[spec.text_field], "meta": meta}
 
 
 def _read_txt(spec: SourceSpec) -> Iterator[dict[str, Any]]:

@@ -140,8 +140,16 @@ def tiny_recipe(path: Path, model: Path, general: Path, **sections: dict) -> Pat
                 "language": "fr",
                 "path": str(FIXTURES / "locale"),
                 "min_chars": 40,
+                "filters": ["encoding", "boilerplate", "language"],  # interleaved pairs repeat their line labels
             },
-            {"name": "stdlib_docs", "kind": "general", "type": "jsonl", "path": str(general), "license": "PSF-2.0"},
+            {
+                "name": "stdlib_docs",
+                "kind": "general",
+                "type": "jsonl",
+                "path": str(general),
+                "license": "PSF-2.0",
+                "filters": ["encoding", "boilerplate", "gopher_repetition", "language"],  # docstrings quote code
+            },
         ],
         "corpus": {
             "validation_fraction": 0.1,

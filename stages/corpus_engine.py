@@ -1,0 +1,273 @@
+"""The corpus stage's heavy passes, as datatrove pipelines on a local, Slurm or Ray executor.
+
+datatrove runs each pipeline as ``tasks`` independent shards (a local process pool, a Slurm job
+array, or Ray tasks), keeps every step's counters in ``stats.json``, and its MinHash deduplication
+works from signatures on disk, so memory stays flat as the corpus grows. The passes:
+
+1. ingest (one task): read every source through ``stages.sources``, hash-shard documents into ``raw/``;
+2. clean (``tasks`` shards): normalise, repair encoding, strip boilerplate lines, run each source's
+   filters (``stages.text_blocks``) into ``clean/``;
+3. MinHash signatures, buckets and clusters (datatrove's four-step near-dedup), across all sources;
+4. split (``tasks`` shards): drop the duplicates (kept in ``duplicates/`` for inspection) and write
+   each document to ``split/<kind>_<split>/`` by a stable hash of its id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages import sources
+from stages.base import StageError
+from stages.sources import SourceSpec
+from stages.text_blocks import WORDS, SourceFilters
+
+SPLITS = ("train", "validation", "eval")
+
+
+class EngineSpec(BaseModel):
+    """``corpus.engine``: where datatrove runs the passes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["local", "slurm", "ray"] = "local"
+    """local: a process pool on this machine; slurm: job arrays (sbatch on the path); ray: a Ray cluster."""
+    tasks: int = Field(4, ge=1)
+    """Shards of the clean and split passes; more shards, less memory each and more parallelism."""
+    workers: int | None = Field(None, ge=1)
+    """local: processes at once (None: one per CPU core, at most ``tasks``)."""
+    partition: str | None = None
+    """slurm: partition of the job arrays."""
+    time: str = "04:00:00"
+    """slurm: time limit of each job array."""
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(2, gt=0)
+    sbatch_args: dict[str, Any] = Field(default_factory=dict)
+    """slurm: more sbatch options, e.g. {account: myproject, qos: normal}."""
+    poll_seconds: int = Field(30, ge=1)
+    """slurm: how often the stage checks the job arrays for completion."""
+
+
+class MinhashSpec(BaseModel):
+    """``corpus.minhash``: near-duplicate detection (datatrove's MinHash LSH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ngram: int = Field(5, ge=1)
+    """Word n-grams hashed into each signature."""
+    buckets: int = Field(14, ge=1)
+    """LSH bands: two documents are duplicates if all hashes of any one band agree."""
+    hashes_per_bucket: int = Field(8, ge=1)
+    """Hashes per band. With the bands, they set the similarity threshold, about
+    (1 / buckets) ** (1 / hashes_per_bucket): 0.72 for 14 x 8 (the FineWeb setting)."""
+
+    @property
+    def threshold(self) -> float:
+        return (1 / self.buckets) ** (1 / self.hashes_per_bucket)
+
+
+def assign_split(doc_id: str, seed: int, validation_fraction: float, eval_fraction: float) -> str:
+    """Stable split from a hash of the id: the same document always lands in the same split."""
+    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < validation_fraction:
+        return "validation"
+    if u < validation_fraction + eval_fraction:
+        return "eval"
+    return "train"
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"shard:{doc_id}".encode()).digest()[:4], "big") % shards
+
+
+class SourceReader(PipelineStep):
+    """datatrove reader over the recipe's sources (``stages.sources`` adapters); counts adapter drops."""
+
+    name = "recipe sources"
+    type = "📖 - READER"
+
+    def __init__(self, specs: list[SourceSpec], shards: int) -> None:
+        super().__init__()
+        self.specs = specs
+        self.shards = shards
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for spec in self.specs:
+            languages = source_languages(spec)
+            for record in sources.read(spec):
+                if "drop" in record:
+                    self.stat_update(f"dropped/{spec.name}/{record['drop']}")
+                    continue
+                self.stat_update(f"read/{spec.name}")
+                metadata = {
+                    "source": spec.name,
+                    "kind": spec.kind,
+                    "meta": record.get("meta", {}),
+                    "languages": languages,
+                    "shard": f"{shard_of(record['id'], self.shards):05d}",
+                }
+                yield Document(text=record["text"], id=record["id"], metadata=metadata)
+
+
+class SplitTagger(PipelineStep):
+    """Tag each document with its split (``assign_split``) so the writer files it under kind and split."""
+
+    name = "split"
+    type = "🔀 - SPLIT"
+
+    def __init__(self, seed: int, validation_fraction: float, eval_fraction: float) -> None:
+        super().__init__()
+        self.seed = seed
+        self.validation_fraction = validation_fraction
+        self.eval_fraction = eval_fraction
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            split = assign_split(doc.id, self.seed, self.validation_fraction, self.eval_fraction)
+            doc.metadata["split"] = split
+            self.stat_update(f"{doc.metadata['kind']}_{split}")
+            yield doc
+
+
+def source_languages(spec: SourceSpec) -> list[str]:
+    """Languages the language check accepts for a source (ISO 639-1)."""
+    if spec.languages is not None:
+        return spec.languages
+    if spec.type in ("bible", "gettext"):
+        return [spec.language] if spec.mode == "target" else ["en", spec.language]
+    return ["en"]
+
+
+class Engine:
+    """Builds and runs datatrove executors of one kind, each pass logging under ``work/logs/<pass>``."""
+
+    def __init__(self, spec: EngineSpec, work: Path, log: Any) -> None:
+        self.spec = spec
+        self.work = work
+        self.log = log
+
+    def run(self, name: str, pipeline: list[Any], tasks: int) -> dict[str, float]:
+        """Run one pass to completion; return its counters summed over steps and tasks."""
+        logging_dir = str(self.work / "logs" / name)
+        started = time.time()
+        if self.spec.type == "local":
+            from datatrove.executor import LocalPipelineExecutor
+
+            workers = min(tasks, self.spec.workers or os.cpu_count() or 1)
+            executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+            executor.run()
+        elif self.spec.type == "slurm":
+            from datatrove.executor import SlurmPipelineExecutor
+
+            if not self.spec.partition:
+                raise StageError("corpus.engine.type 'slurm' needs corpus.engine.partition")
+            executor = SlurmPipelineExecutor(
+                pipeline,
+                tasks=tasks,
+                time=self.spec.time,
+                partition=self.spec.partition,
+                cpus_per_task=self.spec.cpus_per_task,
+                mem_per_cpu_gb=self.spec.mem_per_cpu_gb,
+                job_name=f"corpus-{name}",
+                sbatch_args=self.spec.sbatch_args or None,
+                logging_dir=logging_dir,
+            )
+            executor.run()
+            while incomplete := executor.get_incomplete_ranks():  # sbatch returns at once: wait for the array
+                self.log.info("corpus %s: %d of %d Slurm tasks still running", name, len(incomplete), tasks)
+                time.sleep(self.spec.poll_seconds)
+        else:
+            from datatrove.executor import RayPipelineExecutor
+
+            executor = RayPipelineExecutor(
+                pipeline,
+                tasks=tasks,
+                logging_dir=logging_dir,
+                cpus_per_task=self.spec.cpus_per_task,
+                mem_per_cpu_gb=self.spec.mem_per_cpu_gb,
+            )
+            executor.run()
+        counters = read_counters(Path(logging_dir))
+        self.log.info("corpus %s: %d tasks in %.1f s", name, tasks, time.time() - started)
+        return counters
+
+
+def read_counters(logging_dir: Path) -> dict[str, float]:
+    """Every step's counters from datatrove's per-task stats files, summed."""
+    totals: Counter[str] = Counter()
+    for path in sorted((logging_dir / "stats").glob("*.json")):
+        for step in json.loads(path.read_text(encoding="utf-8")):
+            for key, value in step.get("stats", {}).items():
+                totals[key] += value["total"] if isinstance(value, dict) else value
+    return dict(totals)
+
+
+def prepare(
+    specs: list[SourceSpec],
+    work: Path,
+    engine: EngineSpec,
+    chains: dict[str, list[str]],
+    settings: dict[str, dict[str, Any]],
+    min_chars: dict[str, int],
+    minhash: MinhashSpec,
+    split_args: tuple[int, float, float],
+    log: Any,
+) -> dict[str, Any]:
+    """Run the passes; return the counters of each and the per-source duplicate counts."""
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
+    from datatrove.pipeline.dedup import MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    runner = Engine(engine, work, log)
+    tasks = engine.tasks
+
+    def reader(folder: str) -> JsonlReader:
+        return JsonlReader(str(work / folder), compression=None, add_file_path=False, glob_pattern="*.jsonl")
+
+    def writer(folder: str, filename: str = "${rank}.jsonl") -> JsonlWriter:
+        return JsonlWriter(str(work / folder), output_filename=filename, compression=None)
+
+    counters = {"ingest": runner.run("ingest", [SourceReader(specs, tasks), writer("raw", "${shard}.jsonl")], 1)}
+    if not any((work / "raw").glob("*.jsonl")):
+        raise StageError("corpus: the sources gave no documents")
+    counters["clean"] = runner.run("clean", [reader("raw"), SourceFilters(chains, settings, min_chars), writer("clean")], tasks)
+    config = MinhashConfig(n_grams=minhash.ngram, num_buckets=minhash.buckets, hashes_per_bucket=minhash.hashes_per_bucket)
+    signatures, buckets, clusters = (str(work / "minhash" / part) for part in ("signatures", "buckets", "remove"))
+    runner.run("minhash_signatures", [reader("clean"), MinhashDedupSignature(signatures, config, language=WORDS)], tasks)
+    runner.run("minhash_buckets", [MinhashDedupBuckets(signatures, buckets, config=config)], minhash.buckets)
+    runner.run("minhash_clusters", [MinhashDedupCluster(buckets, clusters, config=config)], 1)
+    split_pass = [
+        reader("clean"),
+        MinhashDedupFilter(clusters, exclusion_writer=writer("duplicates")),
+        SplitTagger(*split_args),
+        writer("split", "${kind}_${split}/${rank}.jsonl"),
+    ]
+    counters["split"] = runner.run("split", split_pass, tasks)
+    duplicates: Counter[str] = Counter()
+    for path in sorted((work / "duplicates").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                duplicates[json.loads(line)["metadata"]["source"]] += 1
+    return {"counters": counters, "duplicates": dict(duplicates)}
+
+
+def split_documents(work: Path, kind: str, split: str) -> Any:
+    """Stream one kind and split's documents as ``{"id", "text", "source", "meta"}`` records."""
+    for path in sorted((work / "split" / f"{kind}_{split}").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                record = json.loads(line)
+                metadata = record["metadata"]
+                yield {"id": record["id"], "text": record["text"], "source": metadata["source"], "meta": metadata["meta"]}

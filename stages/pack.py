@@ -1,0 +1,169 @@
+"""Tokenize and pack the corpus once per (corpus, tokenizer, sequence length).
+
+The cpt stage and every plan proxy read the same packed blocks, so the cache key of this stage
+(the corpus output, the tokenizer and ``seq_len``) is what they share; no training run tokenizes.
+datatrove's ``DocumentTokenizer`` tokenizes each kind and split (fast tokenizers, batched, EOS after
+every document, training documents shuffled), and writes the token stream with an index of document
+ends. This stage then cuts the stream into blocks of ``seq_len`` with no padding, keeping document
+boundaries: each block's ``position_ids`` restart at every document and at the block's start, so
+transformers' packed-sequence masks (sdpa, eager, flex; varlen with flash attention) stop attention
+at boundaries, and a document's first token is never a target. Blocks are ``.npy`` files that
+training memory-maps, so memory stays flat in the corpus size.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from stages.base import Params, StageContext, StageError, StageSpec
+from stages.modeling import load_tokenizer
+
+PACKED = (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation"))
+ROWS_PER_CHUNK = 4096
+"""Blocks written per step: bounds memory whatever the stream's length."""
+
+
+class PackParams(Params):
+    seq_len: int = Field(512, ge=8)
+    """Block length; the recipe loader sets it from cpt.seq_len, so cpt and plan proxies share one pack."""
+    seed: int = 0
+    """Order of the shuffled training documents."""
+    trust_remote_code: bool = False
+    """Only when the recipe asks: the tokenizer's own code runs on this machine."""
+
+
+def tokenizer_file(model_dir: str, out: Path, trust_remote_code: bool) -> tuple[Path, str]:
+    """The fast tokenizer's ``tokenizer.json`` (saved from the model folder when it has none) and its EOS."""
+    tokenizer = load_tokenizer(model_dir, trust_remote_code)
+    if tokenizer.eos_token is None:
+        raise StageError(f"pack: the tokenizer of {model_dir} has no EOS token to separate documents")
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.exists():
+        if not tokenizer.is_fast:
+            raise StageError(f"pack: {model_dir} has no fast tokenizer (tokenizer.json); datatrove needs one")
+        tokenizer.save_pretrained(out / "tokenizer")
+        path = out / "tokenizer" / "tokenizer.json"
+    return path, tokenizer.eos_token
+
+
+def tokenize(corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int) -> tuple[Any, Any]:
+    """Token stream and document ends (exclusive) of one kind and split, through datatrove."""
+    import numpy as np
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.tokens import DocumentTokenizer
+
+    name = f"{kind}_{split}"
+    folder = work / name
+    pipeline = [
+        JsonlReader(str(corpus), glob_pattern=f"{name}.jsonl", compression=None, add_file_path=False),
+        DocumentTokenizer(
+            str(folder),
+            tokenizer_name_or_path=str(tokenizer_path),
+            eos_token=eos,
+            save_filename=name,
+            shuffle_documents=split == "train",
+            seed=seed,
+            local_working_dir=str(work / f"{name}_unshuffled"),
+            save_final_metadata=False,
+        ),
+    ]
+    LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=str(work / "logs" / name)).run()
+    found = sorted(path for path in folder.glob("*.ds") if path.stat().st_size)
+    if not found:
+        raise StageError(
+            f"pack: no {kind} {split} documents in {corpus}; the corpus filters dropped them all "
+            "(see the corpus stats) or the split fractions are too small"
+        )
+    (tokens_file,) = found
+    dtype = np.uint32 if _token_size(tokens_file) == 4 else np.uint16
+    tokens = np.memmap(tokens_file, dtype=dtype, mode="r")
+    ends = np.fromfile(f"{tokens_file}.index", dtype=np.uint64).astype(np.int64)
+    return tokens, ends
+
+
+def _token_size(tokens_file: Path) -> int:
+    """datatrove writes 2-byte tokens for vocabularies under 65,535 entries, else 4: file bytes per token."""
+    import numpy as np
+
+    ends = np.fromfile(f"{tokens_file}.index", dtype=np.uint64)
+    return int(tokens_file.stat().st_size // int(ends[-1])) if len(ends) else 2
+
+
+def write_blocks(tokens: Any, ends: Any, seq_len: int, out: Path, name: str) -> dict[str, Any]:
+    """Cut the stream into ``seq_len`` blocks (``<name>.input_ids.npy``, ``<name>.position_ids.npy``).
+
+    The tail shorter than a block is dropped; a stream shorter than one block is repeated to fill one
+    (held-out sets of tiny corpora), and the stats say so."""
+    import numpy as np
+
+    total = int(ends[-1]) if len(ends) else 0
+    if total == 0:
+        raise StageError(f"pack: no {name} tokens; the corpus stage kept no such documents")
+    repeated = 1
+    if total < seq_len:
+        repeated = -(-seq_len // total)
+        tokens = np.tile(np.asarray(tokens), repeated)
+        ends = np.concatenate([ends + i * total for i in range(repeated)])
+    rows = len(tokens) // seq_len
+    starts = np.concatenate([[0], ends[:-1]])
+    ids = np.lib.format.open_memmap(out / f"{name}.input_ids.npy", mode="w+", dtype=np.int32, shape=(rows, seq_len))
+    pos = np.lib.format.open_memmap(out / f"{name}.position_ids.npy", mode="w+", dtype=np.int32, shape=(rows, seq_len))
+    targets = 0
+    for first in range(0, rows, ROWS_PER_CHUNK):
+        last = min(rows, first + ROWS_PER_CHUNK)
+        index = np.arange(first * seq_len, last * seq_len)
+        doc = np.searchsorted(ends, index, side="right")
+        in_doc = index - starts[doc]
+        in_block = index % seq_len
+        positions = np.minimum(in_doc, in_block).reshape(-1, seq_len)
+        ids[first:last] = np.asarray(tokens[first * seq_len : last * seq_len]).reshape(-1, seq_len)
+        pos[first:last] = positions
+        targets += int(positions.size - ((positions == 0).sum() - (last - first)))  # first token of a block is a target
+    ids.flush()
+    pos.flush()
+    block_tokens = rows * seq_len
+    return {
+        "documents": int(len(ends) // repeated),
+        "tokens": total,
+        "blocks": rows,
+        "tail_tokens_dropped": len(tokens) - block_tokens if repeated == 1 else 0,
+        "repeated_to_fill_a_block": repeated > 1,
+        "padding_tokens": 0,
+        "packing_efficiency": 1.0,  # non-padding share of block tokens: blocks are cut from the stream, never padded
+        "target_share": round(targets / block_tokens, 6),
+    }
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: PackParams) -> dict[str, Any]:
+    corpus = Path(inputs["corpus"])
+    out = ctx.out_dir / "packed"
+    out.mkdir(parents=True, exist_ok=True)
+    work = ctx.out_dir / "work"
+    tokenizer_path, eos = tokenizer_file(inputs["tokenizer"], work, params.trust_remote_code)
+    stats: dict[str, Any] = {"seq_len": params.seq_len, "eos_token": eos, "sets": {}}
+    for kind, split in ctx.progress(PACKED, desc="pack", unit="set"):
+        tokens, ends = tokenize(corpus, kind, split, tokenizer_path, eos, work, params.seed)
+        stats["sets"][f"{kind}_{split}"] = write_blocks(tokens, ends, params.seq_len, out, f"{kind}_{split}")
+        del tokens
+    (out / "pack.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(work, ignore_errors=True)
+    for name, entry in stats["sets"].items():
+        ctx.log.info("pack %s: %s", name, entry)
+    return {"outputs": {"packed": out}, "metrics": stats}
+
+
+SPEC = StageSpec(
+    name="pack",
+    version=1,
+    params=PackParams,
+    inputs=("corpus", "tokenizer"),
+    run=run,
+    doc="Tokenize (datatrove) and pack the corpus into seq_len blocks that keep document boundaries.",
+    libraries=("datatrove", "tokenizers", "numpy"),
+)
