@@ -3,16 +3,17 @@
 Three arms train the same model for the same number of optimizer steps on the recipe's domain
 training documents:
 
-- ``cpt stage``: ``stages.cpt.train`` as the pipeline runs it: documents packed into full blocks,
-  position ids restarting per document so attention stops at boundaries, no padding;
+- ``cpt stage``: ``stages.cpt.train`` as the pipeline runs it, on the pack stage's blocks (run here
+  first): documents packed into full blocks, position ids restarting per document so attention
+  stops at boundaries, no padding;
 - ``packed, attention crosses documents``: the same blocks without position ids (the pipeline
   before document-aware packing), to show what the boundary masks cost;
 - ``plain Trainer, unpacked``: one document per row, truncated to the sequence length and padded
   to the longest row of each batch (``DataCollatorForLanguageModeling``): the baseline.
 
 Throughput counts real tokens only (padding excluded), over training time only (the stage's
-evaluation passes are subtracted using the runtimes Trainer logs). On CUDA the script also prints
-MFU against the GPU's dense bf16 peak and peak memory. Usage::
+evaluation passes are subtracted using the runtimes Trainer logs; no arm saves checkpoints). On
+CUDA the script also prints MFU against the GPU's dense bf16 peak and peak memory. Usage::
 
     python bench/cpt_throughput.py --recipe legal --steps 6            # CPU, the embedded default model
     python bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \\
@@ -93,7 +94,25 @@ def _flops_per_token(model: Any, seq_len: int) -> float:
     return 6 * matmul + 12 * config.num_hidden_layers * config.hidden_size * seq_len
 
 
-def arm_stage(model: str, corpus: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:
+def pack_corpus(model: str, corpus: Path, args: argparse.Namespace, work: Path) -> Path:
+    """The pack stage's blocks of the corpus at the bench's sequence length."""
+    from stages import pack
+    from stages.base import StageContext
+
+    out = work / "pack"
+    out.mkdir(parents=True)
+    result = pack.run(
+        StageContext(out_dir=out), {"corpus": str(corpus), "tokenizer": model}, pack.PackParams(seq_len=args.seq_len)
+    )
+    return Path(result["outputs"]["packed"])
+
+
+def _no_checkpoints(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Trainer saves at the last step whenever it saves by steps; a bench times training, not disk writes."""
+    return {**arguments, "save_strategy": "no"}
+
+
+def arm_stage(model: str, packed: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:
     import stages.cpt as cpt
 
     params = cpt.CptParams(
@@ -108,22 +127,22 @@ def arm_stage(model: str, corpus: Path, args: argparse.Namespace, work: Path, pa
         schedule="constant",
         gradient_checkpointing=args.gradient_checkpointing,
     )
-    original = cpt._blocks
+    original_item, original_arguments = cpt.PackedBlocks.__getitem__, cpt.common_arguments
     if not packed_masks:  # the ablation: same blocks, no position ids, plain causal attention across documents
 
-        def _blocks(stream: list[int], positions: list[int], seq_len: int) -> list[dict[str, list[int]]]:
-            return [
-                {"input_ids": b["input_ids"], "labels": b["input_ids"]} for b in original(stream, positions, seq_len)
-            ]
+        def without_positions(self: Any, index: int) -> dict[str, Any]:
+            item = original_item(self, index)
+            return {"input_ids": item["input_ids"], "labels": item["input_ids"].clone()}
 
-        cpt._blocks = _blocks
+        cpt.PackedBlocks.__getitem__ = without_positions
+    cpt.common_arguments = lambda *a, **k: _no_checkpoints(original_arguments(*a, **k))
     try:
         _reset_memory()
         started = time.time()
-        trainer, _, metrics = cpt.train(work, model, corpus, params, logging.getLogger("bench"))
+        trainer, _, metrics = cpt.train(work, model, packed, params, logging.getLogger("bench"))
         seconds = _train_seconds(trainer.state.log_history, time.time() - started)
     finally:
-        cpt._blocks = original
+        cpt.PackedBlocks.__getitem__, cpt.common_arguments = original_item, original_arguments
     tokens = metrics["steps"] * args.batch_size * args.seq_len
     return _result(trainer.model, tokens, seconds, args)
 
@@ -144,7 +163,7 @@ def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Pat
     train = datasets.Dataset.from_dict({"input_ids": encoded["input_ids"]})
     model = load_model(model_path)
     training_args = TrainingArguments(
-        **common_arguments(work, 0, [], 10**6, 1),
+        **_no_checkpoints(common_arguments(work, 0, [], 10**6, 1)),
         per_device_train_batch_size=args.micro_batch_size,
         gradient_accumulation_steps=args.batch_size // args.micro_batch_size,
         max_steps=args.steps,
@@ -213,13 +232,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model, corpus = _prepare(args, work)
+        packed = pack_corpus(model, corpus, args, work)
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
         results = {
             "device": device,
             "threads": torch.get_num_threads(),
             "settings": vars(args),
-            "cpt stage": arm_stage(model, corpus, args, work / "stage", packed_masks=True),
-            "packed, attention crosses documents": arm_stage(model, corpus, args, work / "nomask", packed_masks=False),
+            "cpt stage": arm_stage(model, packed, args, work / "stage", packed_masks=True),
+            "packed, attention crosses documents": arm_stage(model, packed, args, work / "nomask", packed_masks=False),
             "plain Trainer, unpacked": arm_plain(model, corpus, args, work / "plain"),
         }
     base = results["plain Trainer, unpacked"]["tokens_per_second"]

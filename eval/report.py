@@ -96,7 +96,9 @@ def corpus_table(stats: dict[str, Any]) -> Table:
         filters = ", ".join(entry.get("filters", [])) or "none"
         for split, counts in sorted(entry.get("splits", {}).items()):
             size = f"{counts.get('bytes', 0) / 1e6:.2f}"
-            rows.append([name, entry["kind"], entry["license"], split, str(counts["documents"]), size, filters, dropped])
+            rows.append(
+                [name, entry["kind"], entry["license"], split, str(counts["documents"]), size, filters, dropped]
+            )
     return header, rows
 
 

@@ -4,4 +4,5 @@ import sys
 
 from pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # corpus passes start worker processes that import this module again
+    sys.exit(main())

@@ -5,4 +5,5 @@ from __future__ import annotations
 from stages import corpus, cpt, evaluate, merge, model, pack, plan, report, sft
 from stages.base import StageSpec
 
-REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in (model, corpus, pack, plan, cpt, sft, merge, evaluate, report)}
+_STAGES = (model, corpus, pack, plan, cpt, sft, merge, evaluate, report)
+REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in _STAGES}

@@ -286,7 +286,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     for part in ("raw", "clean", "minhash", "split"):  # intermediate shards; logs and duplicates stay for inspection
         shutil.rmtree(work / part, ignore_errors=True)
     for name, entry in stats.items():
-        ctx.log.info("source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry["splits"])
+        ctx.log.info(
+            "source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry["splits"]
+        )
     return {"outputs": {"data": data}, "metrics": summary}
 
 

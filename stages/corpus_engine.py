@@ -224,8 +224,12 @@ def prepare(
     log: Any,
 ) -> dict[str, Any]:
     """Run the passes; return the counters of each and the per-source duplicate counts."""
-    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter
-    from datatrove.pipeline.dedup import MinhashDedupSignature
+    from datatrove.pipeline.dedup import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
@@ -242,10 +246,16 @@ def prepare(
     counters = {"ingest": runner.run("ingest", [SourceReader(specs, tasks), writer("raw", "${shard}.jsonl")], 1)}
     if not any((work / "raw").glob("*.jsonl")):
         raise StageError("corpus: the sources gave no documents")
-    counters["clean"] = runner.run("clean", [reader("raw"), SourceFilters(chains, settings, min_chars), writer("clean")], tasks)
-    config = MinhashConfig(n_grams=minhash.ngram, num_buckets=minhash.buckets, hashes_per_bucket=minhash.hashes_per_bucket)
+    counters["clean"] = runner.run(
+        "clean", [reader("raw"), SourceFilters(chains, settings, min_chars), writer("clean")], tasks
+    )
+    config = MinhashConfig(
+        n_grams=minhash.ngram, num_buckets=minhash.buckets, hashes_per_bucket=minhash.hashes_per_bucket
+    )
     signatures, buckets, clusters = (str(work / "minhash" / part) for part in ("signatures", "buckets", "remove"))
-    runner.run("minhash_signatures", [reader("clean"), MinhashDedupSignature(signatures, config, language=WORDS)], tasks)
+    runner.run(
+        "minhash_signatures", [reader("clean"), MinhashDedupSignature(signatures, config, language=WORDS)], tasks
+    )
     runner.run("minhash_buckets", [MinhashDedupBuckets(signatures, buckets, config=config)], minhash.buckets)
     runner.run("minhash_clusters", [MinhashDedupCluster(buckets, clusters, config=config)], 1)
     split_pass = [
@@ -270,4 +280,9 @@ def split_documents(work: Path, kind: str, split: str) -> Any:
             for line in fh:
                 record = json.loads(line)
                 metadata = record["metadata"]
-                yield {"id": record["id"], "text": record["text"], "source": metadata["source"], "meta": metadata["meta"]}
+                yield {
+                    "id": record["id"],
+                    "text": record["text"],
+                    "source": metadata["source"],
+                    "meta": metadata["meta"],
+                }

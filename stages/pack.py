@@ -51,7 +51,9 @@ def tokenizer_file(model_dir: str, out: Path, trust_remote_code: bool) -> tuple[
     return path, tokenizer.eos_token
 
 
-def tokenize(corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int) -> tuple[Any, Any]:
+def tokenize(
+    corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int
+) -> tuple[Any, Any]:
     """Token stream and document ends (exclusive) of one kind and split, through datatrove."""
     import numpy as np
     from datatrove.executor import LocalPipelineExecutor

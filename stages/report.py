@@ -50,9 +50,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
         ("Corpus", report.corpus_table(stats)),
         (
             "Deduplication and decontamination",
-            f"Near-duplicates (MinHash, similarity above ~{stats.get('minhash_threshold', 0):.2f}) were removed across all "
-            f"sources before the split; {stats.get('decontaminated', 0)} training documents that shared a word n-gram with "
-            "an eval item were dropped (per source in the table above). Eval items are never trained on.",
+            f"Near-duplicates (MinHash, similarity above ~{stats.get('minhash_threshold', 0):.2f}) were removed "
+            f"across all sources before the split; {stats.get('decontaminated', 0)} training documents that shared "
+            "a word n-gram with an eval item were dropped (per source in the table above). Eval items are never "
+            "trained on.",
         ),
         ("Packed training data", report.pack_table(json.loads((Path(inputs["packed"]) / "pack.json").read_text()))),
     ]

@@ -3,11 +3,14 @@
 - ``WordSplitter``: datatrove's word-level filters and MinHash ask ``load_word_tokenizer`` for a
   tokenizer; for English, French and Spanish that is spaCy (a large install) or NLTK (punkt data
   fetched at run time, impossible offline). They accept any ``WordTokenizer`` instead, so this one
-  splits on Unicode word characters: the Gopher heuristics and shingles only count words.
+  splits on whitespace, which is how the Gopher paper (Rae et al. 2021) counted words when it set the
+  thresholds: with punctuation marks as words of their own, prose and code-bearing docs fall under
+  its 80%-alphabetic rule. MinHash strips punctuation before splitting, so shingles are the same.
 - ``BoilerplateLines``: datatrove's C4 line filter strips every line and drops lines of under three
-  words or without end punctuation, which would flatten code blocks, verse and dictionary layout.
-  This formatter removes only lines that match boilerplate patterns (C4's policy list, taken from
-  datatrove, plus web chrome), and keeps indentation.
+  words or without end punctuation, which would flatten code blocks, verse and dictionary layout,
+  and its policy list drops any line saying "terms of use", a heading in many licenses. This
+  formatter removes only web chrome (cookie and JavaScript notices, navigation bars, "skip to
+  content", share and subscribe prompts, page counters) and keeps every other line as it was.
 - ``LanguageCheck``: datatrove's ``LanguageFilter`` downloads a fastText model at run time;
   ``langid`` ships its model inside the PyPI package, so the check runs offline.
 - ``SourceFilters``: a recipe chooses filters per source (Gopher's word-count rule would drop every
@@ -24,7 +27,6 @@ from typing import Any
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.filters.c4_filters import POLICY_SUBSTRINGS
 from datatrove.pipeline.formatters.base import BaseFormatter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
@@ -34,12 +36,11 @@ FILTER_NAMES = ("encoding", "boilerplate", "gopher_repetition", "gopher_quality"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"\w+(?:['’.-]\w+)*|[^\w\s]")
 _BOILERPLATE = re.compile(
     "|".join(
-        [re.escape(p) for p in POLICY_SUBSTRINGS]
-        + [
-            r"\bjavascript\b",
+        [
+            r"\b(?:uses|use of|accept(?: all)?) cookies\b|\bcookie (?:policy|settings|preferences)\b",
+            r"\b(?:enable|turn on|requires?) javascript\b|\bjavascript is (?:disabled|required|not enabled)\b",
             r"lorem ipsum",
             r"^\s*skip to (?:main )?content\s*$",
             r"^\s*(?:click|tap) here\b",
@@ -63,13 +64,13 @@ def normalise(text: str) -> str:
 
 
 class WordSplitter(WordTokenizer):
-    """Words and punctuation marks by a Unicode regex, for any space-separated language."""
+    """Whitespace-separated words (punctuation stays attached), for any space-separated language."""
 
     def __init__(self) -> None:
         super().__init__("regex")
 
     def word_tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(text)
+        return text.split()
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [s for s in _SENTENCE_END.split(text) if s.strip()]
@@ -113,7 +114,7 @@ class LanguageCheck(BaseFilter):
     """Keep documents whose most likely language (langid.py, first ``sample_chars``) is expected."""
 
     name = "language check"
-    _requires_dependencies = ["langid"]
+    _requires_dependencies = ("langid",)
 
     def __init__(self, min_probability: float = 0.5, sample_chars: int = 2000) -> None:
         super().__init__()
@@ -198,7 +199,8 @@ class SourceFilters(PipelineStep):
                     doc.text = normalise(doc.text)
         if len(doc.text) < self.min_chars[source]:
             return "shorter than min_chars"
-        for name, block in zip(FILTER_NAMES, (blocks[n] for n in FILTER_NAMES)):
+        for name in FILTER_NAMES:
+            block = blocks[name]
             if name not in self.chains[source] or isinstance(block, BaseFormatter):
                 continue
             verdict = block.filter(doc)
@@ -212,7 +214,9 @@ def check_settings(name: str, settings: dict[str, Any]) -> None:
     import inspect
 
     block = type(build_block(name, {}))
-    accepted = [p for p in inspect.signature(block.__init__).parameters if p not in ("self", "language", "exclusion_writer")]
+    accepted = [
+        p for p in inspect.signature(block.__init__).parameters if p not in ("self", "language", "exclusion_writer")
+    ]
     unknown = sorted(set(settings) - set(accepted))
     if unknown:
         raise ValueError(f"filter '{name}' has no setting {unknown}; it takes {accepted}")

@@ -10,7 +10,7 @@ import torch
 from stages import cpt
 from stages.base import StageContext
 from stages.evaluate import choose_backend
-from tests.integration.test_distributed import _corpus
+from tests.integration.test_distributed import _packed
 
 pytestmark = pytest.mark.gpu
 
@@ -21,7 +21,9 @@ def test_cpt_trains_in_bf16_with_packed_masks_on_cuda(tmp_path, tiny_model):
     out = tmp_path / "out"
     out.mkdir()
     result = cpt.run(
-        StageContext(out_dir=out), {"model": str(tiny_model), "corpus": str(_corpus(tmp_path / "c"))}, params
+        StageContext(out_dir=out),
+        {"model": str(tiny_model), "packed": str(_packed(tmp_path / "c", tiny_model))},
+        params,
     )
     assert result["metrics"]["bf16"] is True
     assert json.loads((result["outputs"]["model"] / "config.json").read_text())["model_type"] == "llama"

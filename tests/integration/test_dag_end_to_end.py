@@ -21,7 +21,8 @@ from pipeline.store import SUCCESS, Store
 from tests.conftest import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_NODES = ["model", "corpus", "cpt", "sft", "merge", "eval_base", "eval_cpt", "eval_sft", "eval_merge", "report"]
+ALL_NODES = ["model", "corpus", "pack", "cpt", "sft", "merge"] + [f"eval_{m}" for m in ("base", "cpt", "sft", "merge")]
+ALL_NODES += ["report"]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_plan_stage_chooses_the_replay_ratio_that_cpt_uses(tmp_path, tiny_model,
     )
     store = Store(tmp_path / "runs")
     recipe = load_recipe(str(recipe_file))
-    assert [n.name for n in recipe.nodes][:4] == ["model", "corpus", "plan", "cpt"]
+    assert [n.name for n in recipe.nodes][:5] == ["model", "corpus", "pack", "plan", "cpt"]
     assert recipe.params["plan"].cpt.seq_len == 64  # proxies train as the recipe's cpt stage does
     decisions = Runner(recipe, store).run()
     key = {d.node.name: d.key for d in decisions}

@@ -2,7 +2,7 @@
 
 import json
 
-from stages import cpt
+from stages import cpt, pack
 from stages.base import StageContext
 from tests.conftest import licence_texts, stdlib_docstrings
 
@@ -18,6 +18,19 @@ def _corpus(folder):
     return folder
 
 
+def _packed(folder, tokenizer, seq_len=64):
+    """The pack stage's blocks of ``_corpus``'s documents."""
+    out = folder / "pack"
+    out.mkdir(parents=True)
+    corpus = _corpus(folder / "corpus")
+    result = pack.run(
+        StageContext(out_dir=out),
+        {"corpus": str(corpus), "tokenizer": str(tokenizer)},
+        pack.PackParams(seq_len=seq_len),
+    )
+    return result["outputs"]["packed"]
+
+
 def test_cpt_runs_on_two_processes(tmp_path, tiny_model):
     params = cpt.CptParams(
         max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=2, num_processes=2, eval_every=2,
@@ -27,7 +40,7 @@ def test_cpt_runs_on_two_processes(tmp_path, tiny_model):
     out.mkdir()
     result = cpt.run(
         StageContext(out_dir=out, node="cpt"),
-        {"model": str(tiny_model), "corpus": str(_corpus(tmp_path / "c"))},
+        {"model": str(tiny_model), "packed": str(_packed(tmp_path / "c", tiny_model))},
         params,
     )
     assert result["metrics"]["processes"] == 2

@@ -16,7 +16,7 @@ def test_default_graph_orders_inputs_first():
 def test_cycle_is_reported_as_a_path():
     nodes = [
         Node("model", "model"),
-        Node("a", "cpt", {"model": "b.model", "corpus": "model.model"}),
+        Node("a", "cpt", {"model": "b.model", "packed": "model.model"}),
         Node("b", "sft", {"model": "a.model", "corpus": "model.model"}),
     ]
     with pytest.raises(DagError, match=r"cycle in pipeline graph: (a -> b -> a|b -> a -> b)"):
@@ -24,22 +24,22 @@ def test_cycle_is_reported_as_a_path():
 
 
 def test_unknown_upstream_node_is_named():
-    nodes = [Node("model", "model"), Node("cpt", "cpt", {"model": "model.model", "corpus": "corpuz.data"})]
-    with pytest.raises(DagError, match="input 'corpus' names unknown node 'corpuz'"):
+    nodes = [Node("model", "model"), Node("cpt", "cpt", {"model": "model.model", "packed": "pakc.packed"})]
+    with pytest.raises(DagError, match="input 'packed' names unknown node 'pakc'"):
         validate(nodes)
 
 
 def test_unknown_input_unbound_input_and_unknown_stage_reported_together():
     nodes = [
         Node("model", "model"),
-        Node("cpt", "cpt", {"model": "model.model", "corpsu": "model.model"}),
+        Node("cpt", "cpt", {"model": "model.model", "pakced": "model.model"}),
         Node("x", "no_such_stage"),
     ]
     with pytest.raises(DagError) as info:
         validate(nodes)
     message = str(info.value)
-    assert "stage 'cpt' has no input 'corpsu'" in message
-    assert "input 'corpus' of stage 'cpt' is not bound" in message
+    assert "stage 'cpt' has no input 'pakced'" in message
+    assert "input 'packed' of stage 'cpt' is not bound" in message
     assert "unknown stage 'no_such_stage'" in message
 
 
