@@ -4,8 +4,9 @@ The replay ratio is the share of *general tokens* in the training stream (not of
 examples): the pack stage cut each kind's documents into fixed-length blocks with EOS between
 them (shared with the plan proxies), and the stream holds ``round(r * blocks)`` general blocks
 and the rest domain blocks, shuffled together. Validation loss on the general and the domain
-held-out sets is logged every ``eval_every`` steps (the plan stage fits scaling laws to these curves). The Trainer supplies the
-schedule, checkpoints and resume: a killed run resumes from its last complete checkpoint.
+held-out sets is logged every ``eval_every`` steps (the plan stage fits scaling laws to these
+curves). The Trainer supplies the schedule, checkpoints and resume: a killed run resumes from its
+last complete checkpoint.
 """
 
 from __future__ import annotations
