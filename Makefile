@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run plan explain report test lint install install-gpu bench sources
+.PHONY: run plan explain report test lint install install-gpu bench bench-corpus sources
 .DEFAULT_GOAL := run
 
 run: install sources
@@ -41,6 +41,10 @@ lint: install
 # CPT throughput of the cpt stage against a plain unpacked Trainer, same process (bench/README.md).
 bench: install sources
 	$(PY) bench/cpt_throughput.py --recipe $(recipe)
+
+# Corpus stage: datatrove passes against a plain Python loop, memory at 1x/4x/16x, packing, dedup quality.
+bench-corpus: install sources
+	$(PY) bench/corpus_throughput.py --recipe $(recipe) --out bench/corpus_$(recipe).json
 
 install-gpu: install
 	$(PY) -m pip install -r requirements-gpu.txt
