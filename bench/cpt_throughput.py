@@ -11,9 +11,10 @@ training documents:
 - ``plain Trainer, unpacked``: one document per row, truncated to the sequence length and padded
   to the longest row of each batch (``DataCollatorForLanguageModeling``): the baseline.
 
-Throughput counts real tokens only (padding excluded), over training time only (the stage's
-evaluation passes are subtracted using the runtimes Trainer logs; no arm saves checkpoints). On
-CUDA the script also prints MFU against the GPU's dense bf16 peak and peak memory. Usage::
+Throughput counts real tokens only (padding excluded), in the steady state: from the end of the
+``--warmup-steps``-th optimizer step to the end of the last, so model loading, CUDA start-up and the
+stage's evaluation passes are outside the timed span (no arm saves checkpoints). On CUDA the
+script also prints MFU against the GPU's dense bf16 peak and peak memory. Usage::
 
     python bench/cpt_throughput.py --recipe legal --steps 6            # CPU, the embedded default model
     python bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \\
@@ -79,9 +80,36 @@ def _pipeline_outputs(args: argparse.Namespace) -> tuple[str, Path]:
     return runner.outputs["model"]["model"], Path(runner.outputs["corpus"]["data"])
 
 
-def _train_seconds(log_history: list[dict[str, Any]], total: float) -> float:
-    evals = sum(v for record in log_history for k, v in record.items() if k.endswith("_runtime") and "eval" in k)
-    return total - evals
+class StepClock:
+    """Trainer callback: the time (after a CUDA sync) and the real tokens counted so far at each step's end."""
+
+    def __init__(self, counted: dict[str, int] | None = None) -> None:
+        self.ends: list[tuple[float, int]] = []
+        self.counted = counted
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Clock(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                clock.ends.append((time.perf_counter(), clock.counted["real"] if clock.counted else 0))
+
+        return _Clock()
+
+    def steady(self, warmup: int, tokens_per_step: int | None = None) -> tuple[int, float]:
+        """Tokens and seconds from the end of step ``warmup`` to the end of the last step."""
+        if len(self.ends) <= warmup:
+            raise SystemExit(f"--steps must exceed --warmup-steps ({warmup}); {len(self.ends)} steps ran")
+        (start, counted_start), (end, counted_end) = self.ends[warmup - 1], self.ends[-1]
+        steps = len(self.ends) - warmup
+        tokens = steps * tokens_per_step if tokens_per_step else counted_end - counted_start
+        return tokens, end - start
 
 
 def _flops_per_token(model: Any, seq_len: int) -> float:
@@ -136,14 +164,13 @@ def arm_stage(model: str, packed: Path, args: argparse.Namespace, work: Path, pa
 
         cpt.PackedBlocks.__getitem__ = without_positions
     cpt.common_arguments = lambda *a, **k: _no_checkpoints(original_arguments(*a, **k))
+    clock = StepClock()
     try:
         _reset_memory()
-        started = time.time()
-        trainer, _, metrics = cpt.train(work, model, packed, params, logging.getLogger("bench"))
-        seconds = _train_seconds(trainer.state.log_history, time.time() - started)
+        trainer, _, _ = cpt.train(work, model, packed, params, logging.getLogger("bench"), [clock.callback()])
     finally:
         cpt.PackedBlocks.__getitem__, cpt.common_arguments = original_item, original_arguments
-    tokens = metrics["steps"] * args.batch_size * args.seq_len
+    tokens, seconds = clock.steady(args.warmup_steps, args.batch_size * args.seq_len)
     return _result(trainer.model, tokens, seconds, args)
 
 
@@ -180,12 +207,18 @@ def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Pat
         computed["padded"] += batch["input_ids"].numel()
         return batch
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train, data_collator=counting_collator)
+    clock = StepClock(computed)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        data_collator=counting_collator,
+        callbacks=[clock.callback()],
+    )
     _reset_memory()
-    started = time.time()
     trainer.train()
-    seconds = time.time() - started
-    result = _result(model, computed["real"], seconds, args)
+    tokens, seconds = clock.steady(args.warmup_steps)
+    result = _result(model, tokens, seconds, args)
     result["padding_share"] = round(1 - computed["real"] / computed["padded"], 4)
     return result
 
@@ -223,6 +256,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--micro-batch-size", type=int, default=4)
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="optimizer steps left out of the timing")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

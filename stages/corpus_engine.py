@@ -4,7 +4,7 @@ datatrove runs each pipeline as ``tasks`` independent shards (a local process po
 array, or Ray tasks), keeps every step's counters in ``stats.json``, and its MinHash deduplication
 works from signatures on disk, so memory stays flat as the corpus grows. The passes:
 
-1. ingest (one task): read every source through ``stages.sources``, hash-shard documents into ``raw/``;
+1. ingest (a task per source): read it through ``stages.sources``, hash-shard its documents into ``raw/``;
 2. clean (``tasks`` shards): normalise, repair encoding, strip boilerplate lines, run each source's
    filters (``stages.text_blocks``) into ``clean/``;
 3. MinHash signatures, buckets and clusters (datatrove's four-step near-dedup), across all sources;
@@ -102,7 +102,7 @@ class SourceReader(PipelineStep):
         self.shards = shards
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for spec in self.specs:
+        for spec in self.specs[rank::world_size]:
             languages = source_languages(spec)
             for record in sources.read(spec):
                 if "drop" in record:
@@ -243,7 +243,9 @@ def prepare(
     def writer(folder: str, filename: str = "${rank}.jsonl") -> JsonlWriter:
         return JsonlWriter(str(work / folder), output_filename=filename, compression=None)
 
-    counters = {"ingest": runner.run("ingest", [SourceReader(specs, tasks), writer("raw", "${shard}.jsonl")], 1)}
+    # Raw files are named <ingest task>_<shard>, so the clean pass's task r reads shard r of every source.
+    ingest = [SourceReader(specs, tasks), writer("raw", "${rank}_${shard}.jsonl")]
+    counters = {"ingest": runner.run("ingest", ingest, len(specs))}
     if not any((work / "raw").glob("*.jsonl")):
         raise StageError("corpus: the sources gave no documents")
     counters["clean"] = runner.run(

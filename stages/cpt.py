@@ -176,8 +176,12 @@ def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
     return found if len(found) == 2 else {}
 
 
-def train(out_dir: Path, model_path: str, packed: Path, params: CptParams, log: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """Train on the packed stream in ``out_dir/checkpoints`` (resuming there); returns trainer, tokenizer, metrics."""
+def train(
+    out_dir: Path, model_path: str, packed: Path, params: CptParams, log: Any, callbacks: list[Any] | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Train on the packed stream in ``out_dir/checkpoints`` (resuming there); returns trainer, tokenizer, metrics.
+
+    ``callbacks``: more Trainer callbacks (the throughput bench's step clock)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     per_step = params.micro_batch_size * params.num_processes
@@ -222,7 +226,7 @@ def train(out_dir: Path, model_path: str, packed: Path, params: CptParams, log: 
         train_dataset=blocks,
         eval_dataset=validation,
         data_collator=default_data_collator,
-        callbacks=[curve_callback(out_dir / "curves_live.jsonl")],
+        callbacks=[curve_callback(out_dir / "curves_live.jsonl"), *(callbacks or [])],
     )
     checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
     if checkpoint:
