@@ -44,7 +44,7 @@ bench: install sources
 
 # Corpus stage: datatrove passes against a plain Python loop, memory at 1x/4x/16x, packing, dedup quality.
 bench-corpus: install sources
-	$(PY) bench/corpus_throughput.py --recipe $(recipe) --out bench/corpus_$(recipe).json
+	$(PY) bench/corpus_throughput.py --recipe $(recipe) --out bench/results/corpus_$(recipe).json
 
 install-gpu: install
 	$(PY) -m pip install -r requirements-gpu.txt

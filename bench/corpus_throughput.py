@@ -355,6 +355,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="legal")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument(
+        "--parts", default="throughput,packing,dedup,memory", help="comma-separated subset (packing needs throughput)"
+    )
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,34 +372,40 @@ def main() -> None:
         work = Path(tmp)
         params, model, pack_params = _recipe_corpus(args.recipe)
         results: dict[str, Any] = {"cores": os.cpu_count(), "recipe": args.recipe}
-        results["throughput"] = throughput(params, work)
-        results["packing"] = packing(results["throughput"].pop("corpus_dir"), model, pack_params, work)
-        results["dedup"] = dedup_quality(work)
-        results["memory"] = measure_memory(work)
+        parts = set(args.parts.split(","))
+        if "throughput" in parts:
+            results["throughput"] = throughput(params, work)
+        if "packing" in parts:
+            results["packing"] = packing(results["throughput"].pop("corpus_dir"), model, pack_params, work)
+        if "dedup" in parts:
+            results["dedup"] = dedup_quality(work)
+        if "memory" in parts:
+            results["memory"] = measure_memory(work)
     report(results)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def report(results: dict[str, Any]) -> None:
-    t = results["throughput"]
-    print(f"corpus of recipe '{results['recipe']}' on {results['cores']} cores: {t['documents_read']} documents, "
-          f"{t['mb_read']} MB read")  # fmt: skip
-    for arm in ("plain loop", "corpus engine", "whole corpus stage"):
-        r = t[arm]
+    if t := results.get("throughput"):
+        print(f"corpus of recipe '{results['recipe']}' on {results['cores']} cores: {t['documents_read']} documents, "
+              f"{t['mb_read']} MB read")  # fmt: skip
+        for arm in ("plain loop", "corpus engine", "whole corpus stage"):
+            r = t[arm]
+            rates = f"{r['documents_per_second']:8.1f} docs/s {r['mb_per_second']:7.3f} MB/s"
+            print(f"  {arm:20s} {rates}  {r['seconds']:7.1f} s")
+        print(f"  engine / plain loop: x{t['speedup']}")
+    if p := results.get("packing"):
+        print(f"packing at seq_len {p['seq_len']}: non-padding share {p['non_padding_share']:.4f}, target share "
+              f"{p['target_share']:.4f}, tail tokens dropped {p['tail_tokens_dropped']} of {p['tokens']}")  # fmt: skip
+    if d := results.get("dedup"):
         print(
-            f"  {arm:20s} {r['documents_per_second']:8.1f} docs/s {r['mb_per_second']:7.3f} MB/s  {r['seconds']:7.1f} s"
+            f"dedup (threshold ~{d['threshold']}): recall {d['recall']}, precision {d['precision']}, {d['bases']} bases"
         )
-    print(f"  engine / plain loop: x{t['speedup']}")
-    p = results["packing"]
-    print(f"packing at seq_len {p['seq_len']}: non-padding share {p['non_padding_share']:.4f}, target share "
-          f"{p['target_share']:.4f}, tail tokens dropped {p['tail_tokens_dropped']} of {p['tokens']}")  # fmt: skip
-    d = results["dedup"]
-    print(f"dedup (threshold ~{d['threshold']}): recall {d['recall']}, precision {d['precision']}, {d['bases']} bases")
-    for rate, entry in d["per_edit_rate"].items():
-        print(f"  {float(rate):4.0%} of words edited: mean Jaccard {entry['mean_jaccard']:.3f}, "
-              f"caught {entry['caught']}/{entry['copies']}")  # fmt: skip
-    for m in results["memory"]:
+        for rate, entry in d["per_edit_rate"].items():
+            print(f"  {float(rate):4.0%} of words edited: mean Jaccard {entry['mean_jaccard']:.3f}, "
+                  f"caught {entry['caught']}/{entry['copies']}")  # fmt: skip
+    for m in results.get("memory", []):
         print(f"memory at {m['scale']:2d}x ({m['documents']} documents, {m['mb']} MB): peak {m['peak_rss_mb']} MB "
               f"(process tree), {m['seconds']} s")  # fmt: skip
 
