@@ -6,6 +6,8 @@ import json
 import logging
 import random
 
+import pytest
+
 from stages import corpus_engine
 from stages.corpus_engine import EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
@@ -57,3 +59,15 @@ def test_planted_near_duplicates_are_removed_within_and_across_sources(tmp_path)
         assert (f"base{i + 6}" in kept) != (f"copy{i + 6}" in kept)
     assert {f"far{i}" for i in range(3, 6)} | {f"base{i}" for i in range(3, 6)} <= set(kept)
     assert sum(result["duplicates"].values()) == 6
+
+
+def test_engine_settings_are_checked_before_anything_runs(tmp_path):
+    from pipeline.recipe import RecipeError, resolve
+    from stages.base import StageError
+
+    with pytest.raises(StageError, match=r"needs corpus\.engine\.partition"):
+        corpus_engine.Engine(EngineSpec(type="slurm"), tmp_path, logging.getLogger("test")).run("ingest", [], 1)
+    raw = {"base_model": "m", "sources": [], "corpus": {"engine": {"type": "spark"}, "minhash": {"bands": 4}}}
+    with pytest.raises(RecipeError) as info:
+        resolve(raw, default_name="r", source="r.yaml")
+    assert "corpus.engine.type" in str(info.value) and "corpus.minhash.bands: unknown key" in str(info.value)
