@@ -68,12 +68,11 @@ def plain_loop(params: Any, out: Path) -> dict[str, Any]:
     from datatrove.pipeline.dedup.minhash import MinhashConfig
 
     from stages import sources
+    from stages.corpus import filter_chains, min_chars_by_source
     from stages.corpus_engine import assign_split, source_languages
     from stages.text_blocks import FILTER_NAMES, WORDS, SourceFilters, build_block
 
-    chains = {s.name: s.filters if s.filters is not None else params.filters for s in params.sources}
-    min_chars = {s.name: params.min_chars if s.min_chars is None else s.min_chars for s in params.sources}
-    step = SourceFilters(chains, params.filter_settings, min_chars)
+    step = SourceFilters(filter_chains(params), params.filter_settings, min_chars_by_source(params))
     blocks = {name: build_block(name, params.filter_settings.get(name, {})) for name in FILTER_NAMES}
     m = params.minhash
     config = MinhashConfig(n_grams=m.ngram, num_buckets=m.buckets, hashes_per_bucket=m.hashes_per_bucket)
@@ -129,23 +128,11 @@ def throughput(params: Any, work: Path) -> dict[str, Any]:
     from stages.base import StageContext
 
     log = logging.getLogger("bench")
-    chains = {s.name: s.filters if s.filters is not None else params.filters for s in params.sources}
-    min_chars = {s.name: params.min_chars if s.min_chars is None else s.min_chars for s in params.sources}
     started = time.time()
     baseline = plain_loop(params, _fresh(work / "plain"))
     plain_seconds = time.time() - started
     started = time.time()
-    prepared = corpus_engine.prepare(
-        params.sources,
-        _fresh(work / "engine"),
-        params.engine,
-        chains,
-        params.filter_settings,
-        min_chars,
-        params.minhash,
-        (params.seed, params.validation_fraction, params.eval_fraction),
-        log,
-    )
+    prepared = corpus.prepare(params, _fresh(work / "engine"), log)
     engine_seconds = time.time() - started
     read = int(sum(v for k, v in prepared["counters"]["ingest"].items() if k.startswith("read/")))
     engine_kept = sum(

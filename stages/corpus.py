@@ -140,25 +140,37 @@ def fingerprint(params: CorpusParams) -> dict[str, Any]:
     return {source.name: sources.fingerprint(source) for source in params.sources}
 
 
+def filter_chains(params: CorpusParams) -> dict[str, list[str]]:
+    """Each source's filters: its own list, or the corpus default."""
+    return {spec.name: spec.filters if spec.filters is not None else params.filters for spec in params.sources}
+
+
+def min_chars_by_source(params: CorpusParams) -> dict[str, int]:
+    return {spec.name: params.min_chars if spec.min_chars is None else spec.min_chars for spec in params.sources}
+
+
+def prepare(params: CorpusParams, work: Path, log: Any) -> dict[str, Any]:
+    """The datatrove passes (ingest, clean, MinHash, split) over the recipe's sources, into ``work``."""
+    return corpus_engine.prepare(
+        params.sources,
+        work,
+        params.engine,
+        filter_chains(params),
+        params.filter_settings,
+        min_chars_by_source(params),
+        params.minhash,
+        (params.seed, params.validation_fraction, params.eval_fraction),
+        log,
+    )
+
+
 def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict[str, Any]:
     if not params.sources:
         raise StageError("corpus: no sources given (recipe key 'sources')")
     work = ctx.out_dir / "work"
     data = ctx.out_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    chains = {spec.name: spec.filters if spec.filters is not None else params.filters for spec in params.sources}
-    min_chars = {spec.name: params.min_chars if spec.min_chars is None else spec.min_chars for spec in params.sources}
-    prepared = corpus_engine.prepare(
-        params.sources,
-        work,
-        params.engine,
-        chains,
-        params.filter_settings,
-        min_chars,
-        params.minhash,
-        (params.seed, params.validation_fraction, params.eval_fraction),
-        ctx.log,
-    )
+    prepared = prepare(params, work, ctx.log)
     stats = _source_stats(params, prepared)
     kinds = {spec.name: spec.kind for spec in params.sources}
 
@@ -299,7 +311,7 @@ def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, d
         stats[spec.name] = {
             "kind": spec.kind,
             "license": spec.license,
-            "filters": spec.filters if spec.filters is not None else params.filters,
+            "filters": filter_chains(params)[spec.name],
             "dropped": Counter(),
             "boilerplate_lines_removed": 0,
             "splits": {split: {"documents": 0, "bytes": 0} for split in SPLITS},
