@@ -64,34 +64,29 @@ def _recipe_corpus(recipe: str) -> tuple[Any, str, Any]:
 def plain_loop(params: Any, out: Path) -> dict[str, Any]:
     """The baseline: one process, one pass, every document through the same filters and MinHash signature;
     an in-memory LSH table finds near-duplicates (first seen wins)."""
+    from datatrove.data import Document
     from datatrove.pipeline.dedup import MinhashDedupSignature
-    from datatrove.pipeline.dedup.minhash import MinhashConfig
 
     from stages import sources
     from stages.corpus import filter_chains, min_chars_by_source
     from stages.corpus_engine import assign_split, source_languages
-    from stages.text_blocks import FILTER_NAMES, WORDS, SourceFilters, build_block
+    from stages.text_blocks import WORDS, SourceFilters
 
     step = SourceFilters(filter_chains(params), params.filter_settings, min_chars_by_source(params))
-    blocks = {name: build_block(name, params.filter_settings.get(name, {})) for name in FILTER_NAMES}
-    m = params.minhash
-    config = MinhashConfig(n_grams=m.ngram, num_buckets=m.buckets, hashes_per_bucket=m.hashes_per_bucket)
-    signer = MinhashDedupSignature(str(out / "unused"), config, language=WORDS)
-    bands: list[dict[tuple[int, ...], int]] = [{} for _ in range(m.buckets)]
+    blocks = step.build_blocks()
+    signer = MinhashDedupSignature(str(out / "unused"), params.minhash.config(), language=WORDS)
+    bands: list[dict[tuple[int, ...], int]] = [{} for _ in range(params.minhash.buckets)]
     files = {}
     counts = {"read": 0, "bytes": 0, "kept": 0, "filtered": 0, "duplicates": 0}
-
-    class Doc:  # the attributes the filters read
-        def __init__(self, text: str, metadata: dict[str, Any]) -> None:
-            self.text, self.metadata = text, metadata
-
     for spec in params.sources:
         for record in sources.read(spec):
             if "drop" in record:
                 continue
             counts["read"] += 1
             counts["bytes"] += len(record["text"].encode("utf-8"))
-            doc = Doc(record["text"], {"source": spec.name, "languages": source_languages(spec)})
+            doc = Document(
+                record["text"], record["id"], metadata={"source": spec.name, "languages": source_languages(spec)}
+            )
             if step._apply(doc, spec.name, blocks):
                 counts["filtered"] += 1
                 continue
@@ -258,7 +253,6 @@ def packing(corpus_dir: str, model: str, pack_params: Any, work: Path) -> dict[s
 
 def dedup_quality(work: Path, bases_wanted: int = 80, copies_per_rate: int = 10) -> dict[str, Any]:
     from datatrove.pipeline.dedup import MinhashDedupSignature
-    from datatrove.pipeline.dedup.minhash import MinhashConfig
 
     from stages import corpus_engine, sources
     from stages.corpus_engine import EngineSpec, MinhashSpec
@@ -266,7 +260,7 @@ def dedup_quality(work: Path, bases_wanted: int = 80, copies_per_rate: int = 10)
     from stages.text_blocks import WORDS
 
     spec = MinhashSpec()
-    signer = MinhashDedupSignature(str(work / "unused"), MinhashConfig(), language=WORDS)
+    signer = MinhashDedupSignature(str(work / "unused"), spec.config(), language=WORDS)
 
     def shingles(text: str) -> set[int]:
         return set(signer.get_shingles(text).ravel().tolist())

@@ -25,17 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from stages import corpus_engine, decontam, sources, task_builders, text_blocks
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec, assign_split  # noqa: F401 (assign_split: API)
+from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
-from stages.text_blocks import FILTER_NAMES, normalise  # noqa: F401 (normalise: API)
+from stages.text_blocks import FILTER_NAMES
 
 CANDIDATES_PER_ITEM = 3
 """Builders offer this many candidate eval items per item kept; decontamination keeps the most distinctive."""
 TASK_TRAIN_DOCUMENTS = 20_000
 """Training documents per task source handed to a builder (the lowest id hashes): SFT pairs need
 hundreds, and the bound keeps memory flat however large the source."""
-DEFAULT_FILTERS = ["encoding", "boilerplate", "gopher_repetition", "gopher_quality", "language"]
-"""Every filter, for prose sources; a source with another shape (dictionary entries, code lists) names its own."""
 
 
 class TaskSpec(BaseModel):
@@ -82,8 +80,9 @@ class CorpusParams(Params):
     max_eval_items: int = Field(60, ge=1)
     """Upper bound on items per task; eval cost grows linearly with it."""
     seed: int = 0
-    filters: list[str] = Field(default_factory=lambda: list(DEFAULT_FILTERS))
-    """Filters for sources that name none (a source's ``filters`` replaces this list)."""
+    filters: list[str] = Field(default_factory=lambda: list(FILTER_NAMES))
+    """Filters for sources that name none: every one, for prose; a source of another shape (dictionary
+    entries, code lists) names its own list, which replaces this one."""
     filter_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per filter, the keyword arguments of the datatrove class behind it, e.g.
     {gopher_quality: {min_doc_words: 20}}; unset ones keep datatrove's (Gopher paper) defaults."""
@@ -94,12 +93,7 @@ class CorpusParams(Params):
     trust_remote_code: bool = False
     """Kept for recipes that set it; tokenizing moved to the pack stage."""
 
-    @field_validator("filters")
-    @classmethod
-    def _known_filters(cls, value: list[str]) -> list[str]:
-        if unknown := sorted(set(value) - set(FILTER_NAMES)):
-            raise ValueError(f"unknown filters {unknown}; known: {list(FILTER_NAMES)}")
-        return value
+    _known_filters = field_validator("filters")(text_blocks.check_filter_names)
 
     @field_validator("filter_settings")
     @classmethod
@@ -177,7 +171,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     # Task data: every eval document of a task's source, and a bounded sample of its training documents.
     task_sources = {spec.source for spec in params.tasks}
     docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    samples: dict[str, list[tuple[str, int, dict[str, Any]]]] = defaultdict(list)
+    samples: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
     for kind in ("domain", "general"):
         for doc in corpus_engine.split_documents(work, kind, "eval"):
             if doc["source"] in task_sources:
@@ -307,11 +301,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
 def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per source: kind, license, drops by reason (adapter, filters, duplicates), boilerplate lines removed."""
     stats: dict[str, dict[str, Any]] = {}
+    chains = filter_chains(params)
     for spec in params.sources:
         stats[spec.name] = {
             "kind": spec.kind,
             "license": spec.license,
-            "filters": filter_chains(params)[spec.name],
+            "filters": chains[spec.name],
             "dropped": Counter(),
             "boilerplate_lines_removed": 0,
             "splits": {split: {"documents": 0, "bytes": 0} for split in SPLITS},

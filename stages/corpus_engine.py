@@ -74,6 +74,12 @@ class MinhashSpec(BaseModel):
     def threshold(self) -> float:
         return (1 / self.buckets) ** (1 / self.hashes_per_bucket)
 
+    def config(self) -> Any:
+        """datatrove's ``MinhashConfig`` with these settings."""
+        from datatrove.pipeline.dedup.minhash import MinhashConfig
+
+        return MinhashConfig(n_grams=self.ngram, num_buckets=self.buckets, hashes_per_bucket=self.hashes_per_bucket)
+
 
 def assign_split(doc_id: str, seed: int, validation_fraction: float, eval_fraction: float) -> str:
     """Stable split from a hash of the id: the same document always lands in the same split."""
@@ -135,7 +141,7 @@ class SplitTagger(PipelineStep):
         for doc in data:
             split = assign_split(doc.id, self.seed, self.validation_fraction, self.eval_fraction)
             doc.metadata["split"] = split
-            self.stat_update(f"{doc.metadata['kind']}_{split}")
+            self.stat_update(f"{doc.metadata['kind']}_{split}", f"split/{doc.metadata['source']}")
             yield doc
 
 
@@ -230,7 +236,6 @@ def prepare(
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-    from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
@@ -251,9 +256,7 @@ def prepare(
     counters["clean"] = runner.run(
         "clean", [reader("raw"), SourceFilters(chains, settings, min_chars), writer("clean")], tasks
     )
-    config = MinhashConfig(
-        n_grams=minhash.ngram, num_buckets=minhash.buckets, hashes_per_bucket=minhash.hashes_per_bucket
-    )
+    config = minhash.config()
     signatures, buckets, clusters = (str(work / "minhash" / part) for part in ("signatures", "buckets", "remove"))
     runner.run(
         "minhash_signatures", [reader("clean"), MinhashDedupSignature(signatures, config, language=WORDS)], tasks
@@ -267,12 +270,12 @@ def prepare(
         writer("split", "${kind}_${split}/${rank}.jsonl"),
     ]
     counters["split"] = runner.run("split", split_pass, tasks)
-    duplicates: Counter[str] = Counter()
-    for path in sorted((work / "duplicates").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                duplicates[json.loads(line)["metadata"]["source"]] += 1
-    return {"counters": counters, "duplicates": dict(duplicates)}
+    # What the clean pass kept and the split pass did not see again are the near-duplicates.
+    duplicates = {
+        spec.name: int(counters["clean"].get(f"kept/{spec.name}", 0) - counters["split"].get(f"split/{spec.name}", 0))
+        for spec in specs
+    }
+    return {"counters": counters, "duplicates": {name: n for name, n in duplicates.items() if n}}
 
 
 def split_documents(work: Path, kind: str, split: str) -> Any:

@@ -23,6 +23,7 @@ from pydantic import Field
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.modeling import load_model, load_tokenizer, write_model_card
+from stages.pack import ROWS_PER_CHUNK, target_count
 from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
 
 DEFAULT_REPLAY_RATIO = 0.25  # a quarter general tokens: the low end of what CPT studies found to curb forgetting
@@ -113,9 +114,8 @@ class PackedBlocks:
         total = 0
         for name, (_, positions) in self.arrays.items():
             chosen = [row for n, row in self.rows if n == name]
-            for first in range(0, len(chosen), 4096):
-                block = positions[sorted(chosen[first : first + 4096])]
-                total += int(block.size - (block == 0).sum() + len(block))
+            for first in range(0, len(chosen), ROWS_PER_CHUNK):
+                total += target_count(positions[sorted(chosen[first : first + ROWS_PER_CHUNK])])
         return total
 
 

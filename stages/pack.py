@@ -83,18 +83,15 @@ def tokenize(
             "(see the corpus stats) or the split fractions are too small"
         )
     (tokens_file,) = found
-    dtype = np.uint32 if _token_size(tokens_file) == 4 else np.uint16
-    tokens = np.memmap(tokens_file, dtype=dtype, mode="r")
     ends = np.fromfile(f"{tokens_file}.index", dtype=np.uint64).astype(np.int64)
-    return tokens, ends
+    # datatrove writes 2-byte tokens for vocabularies under 65,535 entries, else 4: file bytes per token say which.
+    dtype = np.uint32 if tokens_file.stat().st_size // int(ends[-1]) == 4 else np.uint16
+    return np.memmap(tokens_file, dtype=dtype, mode="r"), ends
 
 
-def _token_size(tokens_file: Path) -> int:
-    """datatrove writes 2-byte tokens for vocabularies under 65,535 entries, else 4: file bytes per token."""
-    import numpy as np
-
-    ends = np.fromfile(f"{tokens_file}.index", dtype=np.uint64)
-    return int(tokens_file.stat().st_size // int(ends[-1])) if len(ends) else 2
+def target_count(positions: Any) -> int:
+    """Training targets among blocks' position ids: every token but a document's first one past a block start."""
+    return int(positions.size - (positions == 0).sum() + len(positions))
 
 
 def write_blocks(tokens: Any, ends: Any, seq_len: int, out: Path, name: str) -> dict[str, Any]:
@@ -126,7 +123,7 @@ def write_blocks(tokens: Any, ends: Any, seq_len: int, out: Path, name: str) -> 
         positions = np.minimum(in_doc, in_block).reshape(-1, seq_len)
         ids[first:last] = np.asarray(tokens[first * seq_len : last * seq_len]).reshape(-1, seq_len)
         pos[first:last] = positions
-        targets += int(positions.size - ((positions == 0).sum() - (last - first)))  # first token of a block is a target
+        targets += target_count(positions)
     ids.flush()
     pos.flush()
     block_tokens = rows * seq_len

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
+from stages.text_blocks import check_filter_names
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
@@ -77,13 +78,7 @@ class SourceSpec(BaseModel):
     languages: list[str] | None = None
     """Languages the language check accepts (ISO 639-1; None: en, or the bible/gettext pair's)."""
 
-    @field_validator("filters")
-    @classmethod
-    def _known_filters(cls, value: list[str] | None) -> list[str] | None:
-        known = ("encoding", "boilerplate", "gopher_repetition", "gopher_quality", "language")
-        if value is not None and (unknown := sorted(set(value) - set(known))):
-            raise ValueError(f"unknown filters {unknown}; known: {list(known)}")
-        return value
+    _known_filters = field_validator("filters")(check_filter_names)
 
 
 def _package_dir(module: str, install: str) -> Path:

@@ -33,6 +33,14 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 FILTER_NAMES = ("encoding", "boilerplate", "gopher_repetition", "gopher_quality", "language")
 """Every filter a source may name, in the order they run."""
 
+
+def check_filter_names(names: list[str] | None) -> list[str] | None:
+    """Validator for a recipe's filter lists: unknown names are refused with the known ones."""
+    if names is not None and (unknown := sorted(set(names) - set(FILTER_NAMES))):
+        raise ValueError(f"unknown filters {unknown}; known: {list(FILTER_NAMES)}")
+    return names
+
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -174,8 +182,13 @@ class SourceFilters(PipelineStep):
         self.settings = settings
         self.min_chars = min_chars
 
+    def build_blocks(self) -> dict[str, Any]:
+        """The blocks of every filter some source names, built once per task."""
+        used = {name for chain in self.chains.values() for name in chain}
+        return {name: build_block(name, self.settings.get(name, {})) for name in FILTER_NAMES if name in used}
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        blocks = {name: build_block(name, self.settings.get(name, {})) for name in FILTER_NAMES}
+        blocks = self.build_blocks()
         for doc in data:
             source = doc.metadata["source"]
             with self.track_time():
@@ -190,8 +203,8 @@ class SourceFilters(PipelineStep):
         """Run the chain in place (formatters, then the length floor, then filters); return the drop
         reason, or None when the document is kept."""
         doc.text = normalise(doc.text)
-        chain = [blocks[name] for name in FILTER_NAMES if name in self.chains[source]]
-        for block in chain:
+        chain = [(name, blocks[name]) for name in FILTER_NAMES if name in self.chains[source]]
+        for _, block in chain:
             if isinstance(block, BaseFormatter):
                 doc.text = block.format(doc.text)
                 if isinstance(block, BoilerplateLines) and block.removed_lines:
@@ -199,9 +212,8 @@ class SourceFilters(PipelineStep):
                     doc.text = normalise(doc.text)
         if len(doc.text) < self.min_chars[source]:
             return "shorter than min_chars"
-        for name in FILTER_NAMES:
-            block = blocks[name]
-            if name not in self.chains[source] or isinstance(block, BaseFormatter):
+        for name, block in chain:
+            if isinstance(block, BaseFormatter):
                 continue
             verdict = block.filter(doc)
             if verdict is False or (isinstance(verdict, tuple) and not verdict[0]):

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from stages.base import StageError
-from stages.corpus import assign_split, normalise
+from stages.corpus_engine import assign_split
 from stages.sources import SourceSpec, read
+from stages.text_blocks import normalise
 
 
 def test_normalise_cleans_whitespace_controls_and_unicode():
