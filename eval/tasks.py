@@ -52,6 +52,7 @@ def multiple_choice_task(name: str, data_file: Path) -> dict[str, Any]:
         "doc_to_text": "question",
         "doc_to_choice": "choices",
         "doc_to_target": "answer",
+        "target_delimiter": "",  # every choice starts with its own space: lm-eval's default " " would double it
         "metric_list": [
             {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
             {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
@@ -75,6 +76,30 @@ def translation_task(name: str, data_file: Path, fewshot_file: Path, num_fewshot
         "metric_list": [
             {"metric": "chrf", "aggregation": "chrf", "higher_is_better": True},
             {"metric": "bleu", "aggregation": "bleu", "higher_is_better": True},
+        ],
+        "metadata": {"version": 1},
+    }
+
+
+def short_answer_task(name: str, data_file: Path) -> dict[str, Any]:
+    """Greedy answer to the end of the line over ``{"question", "answer"}`` records: exact match (case and
+    punctuation ignored) and chrF, which gives partial credit where a right answer is worded differently."""
+    return {
+        "task": f"{TASK_PREFIX}{name}",
+        **_data(data_file),
+        "output_type": "generate_until",
+        "doc_to_text": "question",
+        "doc_to_target": "answer",
+        "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 64},
+        "metric_list": [
+            {
+                "metric": "exact_match",
+                "aggregation": "mean",
+                "higher_is_better": True,
+                "ignore_case": True,
+                "ignore_punctuation": True,
+            },
+            {"metric": "chrf", "aggregation": "chrf", "higher_is_better": True},
         ],
         "metadata": {"version": 1},
     }

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,plan,explain,report,list}``.
+"""Command line: ``python -m pipeline {run,plan,explain,report,list,new}``.
 
 The Makefile is a thin layer over this; everything it does can be done here too.
 """
@@ -6,13 +6,13 @@ The Makefile is a thin layer over this; everything it does can be done here too.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
 
-from pipeline.recipe import RecipeError, available_recipes, load_recipe
-from pipeline.runner import Runner
+from pipeline.new_recipe import DEFAULT_BASE_MODEL, NewRecipeError, write_recipe
+from pipeline.recipe import RECIPES_DIR, RecipeError, available_recipes, load_recipe
+from pipeline.runner import Runner, configure_console
 from pipeline.store import Store
 from stages import REGISTRY
 from stages.base import StageError
@@ -23,7 +23,13 @@ DEFAULT_STORE = Path(os.environ.get("DAPT_STORE", "runs"))
 def _epilog() -> str:
     stages = "\n".join(f"  {name:8s} {spec.doc}" for name, spec in REGISTRY.items())
     example = "python -m pipeline run legal --set cpt.replay_ratio=0.5"
-    return f"stages:\n{stages}\n\nrecipes: {', '.join(available_recipes())}\n\nexample: {example}"
+    new = "python -m pipeline new mydomain --domain docs/ [--general FILE] [--instructions FILE] [--evals FILE]"
+    return (
+        f"stages:\n{stages}\n\nrecipes: {', '.join(available_recipes())}\n\nexample: {example}\n"
+        f"your own data: {new}\n"
+        "console: a line per stage, progress bars and warnings; library logs go to each stage's stage.log "
+        "(--verbose shows them)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +66,54 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--store", type=Path, default=DEFAULT_STORE, help="output store (default: runs/ or $DAPT_STORE)"
         )
+        _add_verbose(cmd)
     sub.add_parser("list", help="list stages and recipes")
+    new = sub.add_parser(
+        "new",
+        help="write a commented recipe for your own files, plan it, and print the command to run it",
+        description="Write recipes/NAME.yaml over your files (every choice commented), then plan it.",
+    )
+    new.add_argument("name", help="recipe name, [A-Za-z0-9_.-]+: writes recipes/NAME.yaml")
+    new.add_argument(
+        "--domain",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="domain text, repeatable: a folder (.md .txt .html .htm .pdf under it), .jsonl, .txt or .parquet",
+    )
+    new.add_argument(
+        "--general",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="general replay text, repeatable (default: the packaged Python docs and GCIDE dictionary)",
+    )
+    new.add_argument(
+        "--instructions", metavar="PATH", help="instruction pairs for sft: {prompt, completion} or {messages} JSONL"
+    )
+    new.add_argument(
+        "--evals",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="eval set, repeatable: {question, choices, answer} or {question, answer} JSONL",
+    )
+    new.add_argument("--base-model", default=DEFAULT_BASE_MODEL, help=f"default: {DEFAULT_BASE_MODEL}")
+    new.add_argument("--force", action="store_true", help="overwrite an existing recipe of that name")
+    new.add_argument("--out-dir", type=Path, default=RECIPES_DIR, help="where to write NAME.yaml (default: recipes/)")
+    new.add_argument(
+        "--store", type=Path, default=DEFAULT_STORE, help="store the plan looks at (default: runs/ or $DAPT_STORE)"
+    )
+    _add_verbose(new)
     return parser
+
+
+def _add_verbose(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print library logs (datatrove stats, lm-eval, transformers) to the console, not only stage.log",
+    )
 
 
 def _split_overrides(values: list[str]) -> list[str]:
@@ -71,19 +123,17 @@ def _split_overrides(values: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    configure_console(verbose=getattr(args, "verbose", False))
     if args.command == "list":
         print(_epilog())
         return 0
+    if args.command == "new":
+        return _new(args)
     try:
         recipe = load_recipe(args.recipe, _split_overrides(args.overrides))
         runner = Runner(recipe, Store(args.store))
         if args.command in ("plan", "explain"):
-            for decision in runner.plan(force=args.stage):
-                spec = REGISTRY[decision.node.stage]
-                print(f"{decision.action:6s} {decision.node.name:12s} {'; '.join(decision.reasons)}")
-                if args.command == "explain":
-                    print(f"{'':19s}key {decision.key[:12]}  ->  {runner.store.final_dir(spec.name, decision.key)}")
+            _print_plan(runner, args.stage, explain=args.command == "explain")
             return 0
         if args.command == "report":
             return _print_report(runner)
@@ -93,6 +143,43 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, StageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _print_plan(runner: Runner, force: list[str], explain: bool = False) -> None:
+    for decision in runner.plan(force=force):
+        spec = REGISTRY[decision.node.stage]
+        print(f"{decision.action:6s} {decision.node.name:12s} {'; '.join(decision.reasons)}")
+        if explain:
+            print(f"{'':19s}key {decision.key[:12]}  ->  {runner.store.final_dir(spec.name, decision.key)}")
+
+
+def _new(args: argparse.Namespace) -> int:
+    """Write the recipe, then plan it as ``plan`` would; a recipe error leaves the file to fix (exit 2)."""
+    try:
+        path = write_recipe(
+            args.name,
+            args.domain,
+            args.general,
+            args.instructions,
+            args.evals,
+            base_model=args.base_model,
+            force=args.force,
+            recipes_dir=args.out_dir,
+        )
+    except NewRecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    in_recipes = path.parent.resolve() == RECIPES_DIR.resolve()
+    command = f"make recipe={args.name}" if in_recipes else f"python -m pipeline run {path}"
+    try:
+        _print_plan(Runner(load_recipe(str(path)), Store(args.store)), [])
+    except (RecipeError, StageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"{path} is kept: fix what is named above, then `{command}`", file=sys.stderr)
+        return 2
+    print(f"run it: {command}")
+    return 0
 
 
 def _print_report(runner: Runner, brief: bool = False) -> int:

@@ -28,6 +28,8 @@ _GLOBAL_KEYS = {
     "description": "one line on what this recipe makes",
     "base_model": "embedded:smollm2-135m-instruct, a hub id or a local path (model.name)",
     "sources": "list of text sources (corpus.sources)",
+    "instructions": "your instruction pairs: JSONL files of prompt/completion or messages (corpus.instructions)",
+    "evals": "your eval sets: JSONL files of multiple-choice or short-answer items (corpus.evals)",
     "seed": "fills every stage's seed",
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
@@ -137,8 +139,9 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         section_values[section] = dict(value)
     if "base_model" in raw:
         section_values["model"].setdefault("name", raw["base_model"])
-    if "sources" in raw:
-        section_values["corpus"].setdefault("sources", raw["sources"])
+    for key in ("sources", "instructions", "evals"):
+        if key in raw:
+            section_values["corpus"].setdefault(key, raw[key])
 
     params: dict[str, Params] = {}
     validated_sections: dict[str, Params] = {}

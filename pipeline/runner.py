@@ -10,6 +10,7 @@ recipe's last run.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import time
@@ -26,6 +27,60 @@ from stages import REGISTRY
 from stages.base import StageContext
 
 log = logging.getLogger("pipeline")
+
+VERBOSE_ENV = "DAPT_VERBOSE"
+"""Set by ``configure_console``; datatrove's worker processes read it (``stages.corpus_engine``)."""
+_LIBRARY_LOGGERS = ("transformers", "datasets")
+"""Libraries that print through their own stderr handler; routed through the root logger instead."""
+
+
+class _ConsoleFilter(logging.Filter):
+    """The quiet console: the pipeline's own lines and every warning; the rest stays in stage.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return record.name == "pipeline" or record.name.startswith("pipeline.")
+
+
+def configure_console(verbose: bool = False) -> None:
+    """Set up the console once per process: quiet (a line per stage, warnings, progress bars) or verbose.
+
+    Library logs (lm-eval, transformers, datasets, accelerate, datatrove) still reach the root
+    logger at INFO, so the stage.log handler that ``Runner`` attaches to the root logger keeps
+    them; only the console hides them. ``verbose`` shows everything, as before this existed.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_pipeline_console", False):
+            root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console._pipeline_console = True  # type: ignore[attr-defined]
+    console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    if not verbose:
+        console.addFilter(_ConsoleFilter())
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    # datatrove's worker processes configure their own loguru sinks; they read this to choose a level.
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+
+
+def route_library_logs() -> None:
+    """Make transformers and datasets log through the root logger rather than their own stderr handler.
+
+    Both add a StreamHandler on import (transformers also stops propagation), so their warnings
+    printed twice or missed stage.log. Called before each stage runs, once they are importable;
+    their levels (WARNING by default) are left alone."""
+    for name in _LIBRARY_LOGGERS:
+        try:
+            __import__(f"{name}.utils.logging")  # configures the library's handler first, once
+        except ImportError:
+            continue
+        library = logging.getLogger(name)
+        for handler in list(library.handlers):
+            if type(handler) is logging.StreamHandler:
+                library.removeHandler(handler)
+        library.propagate = True
 
 
 @dataclass
@@ -184,15 +239,24 @@ class Runner:
                 "key": decision.record["inputs"][input_name],
             }
         stage_log = logging.getLogger(f"stage.{node.name}")
+        # On the root logger: the stage's own lines (stage.<node> propagates) and every library's
+        # log (lm-eval, datasets, accelerate, datatrove forwarded from loguru) land in stage.log.
+        route_library_logs()
+        root = logging.getLogger()
         handler = logging.FileHandler(out_dir / "stage.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        stage_log.addHandler(handler)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root_level = root.level
+        if root.getEffectiveLevel() > logging.INFO:  # a caller that configured no logging still gets a stage.log
+            root.setLevel(logging.INFO)
         ctx = StageContext(out_dir=out_dir, log=stage_log, node=node.name, recipe=self.recipe.name)
         started = time.time()
         try:
             result = run_stage(self.recipe.executor, spec.name, ctx, inputs, params)
         finally:
-            stage_log.removeHandler(handler)
+            root.removeHandler(handler)
+            root.setLevel(root_level)
             handler.close()
         finished = time.time()
         manifest_outputs = {}

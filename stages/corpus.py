@@ -19,21 +19,28 @@ import json
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stages import corpus_engine, decontam, sources, task_builders, text_blocks
+from stages import corpus_engine, decontam, sources, task_builders, text_blocks, user_data
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
-from stages.text_blocks import FILTER_NAMES
+from stages.text_blocks import FILTER_NAMES, PROFILE_MIN_CHARS, PROFILES
+from stages.user_data import EvalSetSpec, InstructionSpec, UserDataError
 
 CANDIDATES_PER_ITEM = 3
 """Builders offer this many candidate eval items per item kept; decontamination keeps the most distinctive."""
 TASK_TRAIN_DOCUMENTS = 20_000
 """Training documents per task source handed to a builder (the lowest id hashes): SFT pairs need
 hundreds, and the bound keeps memory flat however large the source."""
+PAIRLESS_TASKS = frozenset({"cloze", "knowledge_probe"})
+"""Task types that only score models (probes) and build no instruction pairs."""
+SFT_ONLY_TASKS = frozenset({"reading_comprehension"})
+"""Task types that only build instruction pairs and have no items to score."""
+NOT_FILTER_REASONS = ("near-duplicate", "shares a ")
+"""Drop reasons that are not filters (deduplication, decontamination): the drop warning leaves them out."""
 
 
 class TaskSpec(BaseModel):
@@ -42,7 +49,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
-    """Builder in ``stages.task_builders.BUILDERS`` (license_id, term_definition, translation, ...)."""
+    """Builder in ``stages.task_builders.BUILDERS`` (license_id, term_definition, translation, and for any
+    text: reading_comprehension, cloze, knowledge_probe)."""
     source: str
     """Name of the recipe source whose documents the task is built from; its kind is the task's kind."""
     name: str | None = None
@@ -75,14 +83,26 @@ class CorpusParams(Params):
     """Held-out share from which task items are built (never trained on)."""
     tasks: list[TaskSpec] = Field(default_factory=list)
     """Tasks: SFT pairs (domain sources) and eval items (every source) built by ``stages.task_builders``."""
+    instructions: list[InstructionSpec] = Field(default_factory=list)
+    """The user's own instruction pairs (recipe key ``instructions``), added to the built ones for sft."""
+    evals: list[EvalSetSpec] = Field(default_factory=list)
+    """The user's own eval sets (recipe key ``evals``), scored for every model like the built tasks."""
+    reading_comprehension: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of domain training documents given to cpt in AdaptLLM's reading-comprehension form (the text
+    followed by questions mined from it), which keeps prompting ability that raw-text CPT loses."""
+    drop_warning: float = Field(0.2, ge=0.0, le=1.0)
+    """Warn (console, plan, report) when filters drop more than this share of a source's documents."""
     max_sft_pairs: int = Field(300, ge=0)
     """Upper bound on instruction pairs per task; SFT cost grows linearly with it."""
     max_eval_items: int = Field(60, ge=1)
     """Upper bound on items per task; eval cost grows linearly with it."""
     seed: int = 0
-    filters: list[str] = Field(default_factory=lambda: list(FILTER_NAMES))
-    """Filters for sources that name none: every one, for prose; a source of another shape (dictionary
-    entries, code lists) names its own list, which replaces this one."""
+    profile: Literal["web", "curated", "code_docs"] = "curated"
+    """Filter profile of sources that name neither a profile nor filters: ``curated`` (encoding repair,
+    web-chrome lines, length floor, exact and near dedup) fits documents someone chose; ``web`` adds
+    Gopher's quality and repetition rules and the language check, tuned for web crawl."""
+    filters: list[str] | None = None
+    """Filters for sources that name neither a profile nor filters; replaces ``profile``'s chain."""
     filter_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per filter, the keyword arguments of the datatrove class behind it, e.g.
     {gopher_quality: {min_doc_words: 20}}; unset ones keep datatrove's (Gopher paper) defaults."""
@@ -113,6 +133,31 @@ class CorpusParams(Params):
         names = [s.name for s in value]
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
+        for spec in value:  # at plan time: a missing file or a malformed line costs no training
+            try:
+                sources.check(spec)
+            except StageError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("instructions")
+    @classmethod
+    def _instructions_read(cls, value: list[InstructionSpec]) -> list[InstructionSpec]:
+        for spec in value:
+            try:
+                user_data.check_instructions(spec)
+            except UserDataError as exc:
+                raise ValueError(f"instructions '{spec.name}': {exc}") from exc
+        return value
+
+    @field_validator("evals")
+    @classmethod
+    def _evals_read(cls, value: list[EvalSetSpec]) -> list[EvalSetSpec]:
+        for spec in value:
+            try:
+                user_data.check_eval_set(spec)
+            except UserDataError as exc:
+                raise ValueError(f"evals '{spec.name}': {exc}") from exc
         return value
 
     decontamination_ngram: int = Field(13, ge=4)
@@ -124,23 +169,59 @@ class CorpusParams(Params):
         for task in self.tasks:
             if task.source not in names:
                 raise ValueError(f"task '{task.label}' names source '{task.source}'; the sources are {sorted(names)}")
-        labels = [t.label for t in self.tasks]
+        labels = [t.label for t in self.tasks] + [e.name for e in self.evals]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"task names must be unique (set 'name' on repeated types), got {labels}")
+            raise ValueError(f"task and eval set names must be unique (set 'name' on repeated types), got {labels}")
+        for label in labels:
+            user_data.check_name(label)
+        kinds = {s.name: s.kind for s in self.sources}
+        pair_tasks = [t for t in self.tasks if t.type not in PAIRLESS_TASKS and kinds.get(t.source) == "domain"]
+        if self.sources and not self.instructions and (not pair_tasks or self.max_sft_pairs == 0):
+            domain = next((s.name for s in self.sources if s.kind == "domain"), "NAME")
+            raise ValueError(
+                "sft has no instruction pairs: add your own under 'instructions:' (JSONL of prompt/completion "
+                f"or messages), or a domain task that builds pairs, e.g. corpus.tasks: "
+                f"[{{type: reading_comprehension, source: {domain}}}] (pairs mined from the text)"
+            )
         return self
 
 
 def fingerprint(params: CorpusParams) -> dict[str, Any]:
-    return {source.name: sources.fingerprint(source) for source in params.sources}
+    from stages.fingerprint import fingerprint_paths
+
+    prints = {source.name: sources.fingerprint(source) for source in params.sources}
+    for spec in [*params.instructions, *params.evals]:
+        prints[f"file:{spec.name}"] = fingerprint_paths([Path(spec.path)])
+    return prints
+
+
+def profile_of(spec: SourceSpec, params: CorpusParams) -> str:
+    """The source's profile name, or ``custom`` when it lists its own filters."""
+    if spec.filters is not None or (spec.profile is None and params.filters is not None):
+        return "custom"
+    return spec.profile or params.profile
 
 
 def filter_chains(params: CorpusParams) -> dict[str, list[str]]:
-    """Each source's filters: its own list, or the corpus default."""
-    return {spec.name: spec.filters if spec.filters is not None else params.filters for spec in params.sources}
+    """Each source's filters: its own list, else its profile's chain, else the corpus default."""
+    chains = {}
+    for spec in params.sources:
+        if spec.filters is not None:
+            chains[spec.name] = spec.filters
+        elif spec.profile is None and params.filters is not None:
+            chains[spec.name] = params.filters
+        else:
+            chains[spec.name] = list(PROFILES[spec.profile or params.profile])
+    return chains
 
 
 def min_chars_by_source(params: CorpusParams) -> dict[str, int]:
-    return {spec.name: params.min_chars if spec.min_chars is None else spec.min_chars for spec in params.sources}
+    """A source's own floor, else its profile's (``code_docs``: short API entries are whole), else the corpus'."""
+    floors = {}
+    for spec in params.sources:
+        profile_floor = PROFILE_MIN_CHARS.get(profile_of(spec, params), params.min_chars)
+        floors[spec.name] = spec.min_chars if spec.min_chars is not None else profile_floor
+    return floors
 
 
 def prepare(params: CorpusParams, work: Path, log: Any) -> dict[str, Any]:
@@ -205,13 +286,21 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             )
         except ValueError as exc:
             raise StageError(f"corpus: {exc}") from exc
-        if not task.eval_items:
+        if not task.eval_items and spec.type not in SFT_ONLY_TASKS:
             raise StageError(
                 f"corpus: task '{spec.label}' got no eval items from source '{spec.source}'; "
                 "raise eval_fraction or add documents"
             )
         built[spec.label] = task
     del docs, samples
+    entries = [
+        (spec.label, spec.type, spec.source, kinds[spec.source], getattr(built[spec.label], "origin", "held_out"))
+        for spec in params.tasks
+    ]
+    for user_set in params.evals:  # every item kept: the user chose them
+        built[user_set.name] = _user_eval_task(user_set)
+        max_items[user_set.name] = len(built[user_set.name].eval_items)
+        entries.append((user_set.name, "user_eval", user_set.path, user_set.kind, "user"))
 
     # Decontamination, in one streaming pass over the training documents: find which candidate items share
     # text with which documents, keep the candidates that share the least, then drop every document that
@@ -234,6 +323,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
     final_index = _item_index(built, params.decontamination_ngram)  # the kept items only
 
+    converted = 0
     for kind in ("domain", "general"):
         for split in SPLITS:
             with (data / f"{kind}_{split}.jsonl").open("w", encoding="utf-8") as fh:
@@ -242,52 +332,76 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                     if split == "train" and doc["id"] in removed:
                         entry["dropped"][reason] += 1
                         continue
+                    if kind == "domain" and split == "train" and _in_share(doc["id"], params.reading_comprehension):
+                        doc["text"] = _reading_comprehension_text(doc["text"], params.seed)
+                        converted += 1
                     fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
                     counts = entry["splits"][split]
                     counts["documents"] += 1
                     counts["bytes"] += len(doc["text"].encode("utf-8"))
     for name, entry in stats.items():
         entry["kept"] = sum(counts["documents"] for counts in entry["splits"].values())
+        entry["read"] = entry["kept"] + sum(entry["dropped"].values())
         if entry["kept"] == 0:
             raise StageError(f"corpus: source '{name}' kept no documents (dropped: {dict(entry['dropped'])})")
         entry["dropped"] = dict(entry["dropped"])
 
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
-    for spec in params.tasks:
-        task = built[spec.label]
-        pairs = [p for p in task.sft_pairs if p["source_id"] not in removed] if kinds[spec.source] == "domain" else []
+    for label, task_type, source, kind, origin in entries:
+        task = built[label]
+        pairs = [p for p in task.sft_pairs if p["source_id"] not in removed] if kind == "domain" else []
         sft_pairs += pairs
-        _write_jsonl(tasks_dir / f"{spec.label}.jsonl", task.eval_items)
+        if task.eval_items:
+            _write_jsonl(tasks_dir / f"{label}.jsonl", task.eval_items)
         if task.fewshot_items:
             fewshot = [i for i in task.fewshot_items if not final_index.hits(f"{i['question']} {i['answer']}")]
-            _write_jsonl(tasks_dir / f"{spec.label}.fewshot.jsonl", fewshot)
+            _write_jsonl(tasks_dir / f"{label}.fewshot.jsonl", fewshot)
         info = {
-            "name": spec.label,
-            "type": spec.type,
-            "source": spec.source,
-            "kind": kinds[spec.source],
+            "name": label,
+            "type": task_type,
+            "source": source,
+            "kind": kind,
+            "origin": origin,
             "description": task.description,
             "output_type": task.output_type,
             "baseline": task.baseline,
             "baseline_name": task.baseline_name,
             "items": len(task.eval_items),
         }
-        (tasks_dir / f"{spec.label}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        task_summary[spec.label] = {
-            "kind": kinds[spec.source],
+        if task.eval_items:  # a task that only builds SFT pairs (reading comprehension) has nothing to score
+            (tasks_dir / f"{label}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        task_summary[label] = {
+            "kind": kind,
+            "origin": origin,
             "sft_pairs": len(pairs),
             "eval_items": len(task.eval_items),
         }
+    user_pairs = _user_pairs(params.instructions, final_index)
+    for name, (pairs, contaminated) in user_pairs.items():
+        sft_pairs += pairs
+        task_summary[name] = {"kind": "domain", "origin": "user", "sft_pairs": len(pairs), "eval_items": 0}
+        if contaminated:
+            task_summary[name]["dropped_sharing_eval_text"] = contaminated
     _write_jsonl(data / "sft_train.jsonl", sft_pairs)
 
+    warnings = drop_warnings(stats, params.drop_warning)
+    for line in warnings:
+        ctx.log.warning("%s", line)
     summary = {
         "sources": stats,
         "tasks": task_summary,
         "sft_pairs": len(sft_pairs),
         "decontaminated": len(removed),
+        "reading_comprehension_documents": converted,
         "minhash_threshold": round(params.minhash.threshold, 3),
+        "warnings": warnings,
     }
+    if not sft_pairs:
+        raise StageError(
+            "corpus: no instruction pairs survived (every built pair came from a decontaminated document, or "
+            "every user pair shared text with an eval item); add pairs under 'instructions:' or raise max_sft_pairs"
+        )
     (data / "stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for part in ("raw", "clean", "minhash", "split"):  # intermediate shards; logs and duplicates stay for inspection
         shutil.rmtree(work / part, ignore_errors=True)
@@ -307,6 +421,7 @@ def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, d
             "kind": spec.kind,
             "license": spec.license,
             "filters": chains[spec.name],
+            "profile": profile_of(spec, params),
             "dropped": Counter(),
             "boilerplate_lines_removed": 0,
             "splits": {split: {"documents": 0, "bytes": 0} for split in SPLITS},
@@ -325,6 +440,99 @@ def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, d
     for source, count in prepared["duplicates"].items():
         stats[source]["dropped"][reason] += count
     return stats
+
+
+_FILTER_FIXES = {
+    "gopher_quality": "leave gopher_quality out of the source's filters (profile: curated)",
+    "gopher_repetition": "leave gopher_repetition out of the source's filters (profile: curated)",
+    "language": "set the source's languages, or leave language out of its filters",
+    "shorter than min_chars": "lower the source's min_chars",
+}
+
+
+def drop_warnings(stats: dict[str, dict[str, Any]], threshold: float) -> list[str]:
+    """One line per source whose filters dropped more than ``threshold`` of what it read: the top reasons
+    and the setting that turns each off (deduplication and decontamination are not filters)."""
+    lines = []
+    for name, entry in stats.items():
+        filtered = {r: n for r, n in entry["dropped"].items() if not r.startswith(NOT_FILTER_REASONS)}
+        read = entry.get("read") or 1
+        if sum(filtered.values()) <= threshold * read:
+            continue
+        top = sorted(filtered.items(), key=lambda item: -item[1])[:3]
+        reasons = "; ".join(
+            f"{reason} ({count})" + (f": to keep them, {fix}" if (fix := _fix_for(reason)) else "")
+            for reason, count in top
+        )
+        lines.append(
+            f"source '{name}': filters dropped {sum(filtered.values())} of {read} documents "
+            f"({100 * sum(filtered.values()) / read:.0f}%, above corpus.drop_warning={threshold}); "
+            f"top reasons: {reasons}"
+        )
+    return lines
+
+
+def _fix_for(reason: str) -> str:
+    for prefix, fix in _FILTER_FIXES.items():
+        if reason.startswith(prefix):
+            return fix
+    return ""
+
+
+def _in_share(doc_id: str, share: float) -> bool:
+    """A stable choice of ``share`` of documents by a hash of the id."""
+    return share > 0 and int.from_bytes(hashlib.sha256(f"rc:{doc_id}".encode()).digest()[:8], "big") < share * 2**64
+
+
+def _reading_comprehension_text(text: str, seed: int) -> str:
+    from stages.mined_tasks import reading_comprehension_text
+
+    return reading_comprehension_text(text, seed)
+
+
+def _user_eval_task(spec: EvalSetSpec) -> task_builders.TaskData:
+    """The user's eval set as task data: a choice task against chance, or short answers against copying
+    the question (exact match and chrF)."""
+    import sacrebleu
+
+    form, items = user_data.read_eval_set(Path(spec.path))
+    if form == "multiple_choice":
+        chance = sum(1 / len(item["choices"]) for item in items) / len(items)
+        return task_builders.TaskData(
+            f"your multiple-choice set {Path(spec.path).name} ({len(items)} items)",
+            "multiple_choice",
+            eval_items=items,
+            baseline={"acc": chance},
+        )
+    questions, answers = [i["source"] for i in items], [[i["answer"] for i in items]]
+    return task_builders.TaskData(
+        f"your short-answer set {Path(spec.path).name} ({len(items)} items): greedy answer to the line's end, "
+        "exact match and chrF",
+        "generate_until",
+        eval_items=items,
+        baseline={
+            "exact_match": sum(
+                q.strip().lower() == a.strip().lower() for q, a in zip(questions, answers[0], strict=True)
+            )
+            / len(items),
+            "chrf": sacrebleu.corpus_chrf(questions, answers).score,
+        },
+        baseline_name="copy the question",
+    )
+
+
+def _user_pairs(specs: list[InstructionSpec], index: decontam.Index) -> dict[str, tuple[list[dict[str, Any]], int]]:
+    """Per instruction file: its pairs that share no n-gram with a kept eval item, and how many did."""
+    result = {}
+    for spec in specs:
+        kept, contaminated = [], 0
+        for number, pair in user_data.read_instructions(Path(spec.path)):
+            if index.hits(user_data.pair_text(pair)):
+                contaminated += 1
+                continue
+            kept.append({**pair, "source_id": f"{spec.name}:{number}"})
+        result[spec.name] = (kept, contaminated)
+    return result
 
 
 def _negated_digest(doc_id: str) -> int:
@@ -352,7 +560,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=5,
+    version=6,
     params=CorpusParams,
     inputs=(),
     run=run,

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 from datatrove.data import Document, DocumentsPipeline
+from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +35,102 @@ from stages.sources import SourceSpec
 from stages.text_blocks import WORDS, SourceFilters
 
 SPLITS = ("train", "validation", "eval")
+VERBOSE_ENV = "DAPT_VERBOSE"
+"""``1``: datatrove's worker processes print INFO to the console as datatrove does; else warnings only.
+The pipeline's ``configure_console`` sets it; the stage reads it, never the pipeline module."""
+_TASK_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+
+
+def _forward_to_logging(message: Any) -> None:
+    """loguru sink: hand datatrove's record to the stdlib logger of its module (root handlers decide)."""
+    record = message.record
+    level = record["level"].no
+    level = logging.INFO if level == 25 else level  # loguru's SUCCESS
+    exception = record["exception"]
+    exc_info = (exception.type, exception.value, exception.traceback) if exception else None
+    logging.getLogger(record["name"] or "datatrove").log(level, record["message"], exc_info=exc_info)
+
+
+def _console_sinks(in_main: bool, local_rank: int = 0) -> None:
+    """loguru's sinks outside a task's own log file.
+
+    In the stage's process, datatrove's lines go through stdlib logging: stage.log keeps them and
+    the console shows them only when verbose. In a worker process (no stdlib handlers there),
+    stderr gets warnings, or INFO when verbose, as datatrove's own set-up would give."""
+    from loguru import logger
+
+    if in_main:
+        logger.add(_forward_to_logging, level="DEBUG", format="{message}")
+        return
+    verbose = os.environ.get(VERBOSE_ENV, "1") == "1"
+    level = "ERROR" if local_rank != 0 else ("INFO" if verbose else "WARNING")
+    logger.add(sys.stderr, level=level, format=_TASK_FORMAT, colorize=False)
+
+
+def route_loguru() -> None:
+    """Send the stage process's loguru records (datatrove's stats tables among them) to stdlib logging."""
+    from loguru import logger
+
+    logger.remove()
+    _console_sinks(in_main=True)
+
+
+class _QuietTaskLogging:
+    """Replaces datatrove's ``add_task_logger``/``close_task_logger`` while a task runs.
+
+    datatrove 0.10.1 hard-codes a stderr sink at INFO for every task (``utils/logging.py``) and,
+    after it, restores a DEBUG stderr sink; no environment variable changes that level. The task's
+    own file (``logs/<pass>/logs/task_NNNNN.log``) keeps every line as before."""
+
+    def __init__(self, in_main: bool) -> None:
+        self.in_main = in_main
+
+    def add(self, logging_dir: Any, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
+        from loguru import logger
+
+        logger.remove()
+        logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+        logger.add(logfile, colorize=False, level="DEBUG", format=_TASK_FORMAT)
+        _console_sinks(self.in_main, local_rank)
+        logger.info(f"Launching pipeline for {rank=}")
+        return logfile
+
+    def close(self, logfile: Any) -> None:
+        from loguru import logger
+
+        logger.complete()
+        logger.remove()
+        _console_sinks(self.in_main)
+        logfile.close()
+
+
+class QuietLocalPipelineExecutor(LocalPipelineExecutor):
+    """datatrove's local executor whose tasks keep their INFO lines off the console (``_QuietTaskLogging``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stage_pid = os.getpid()
+        """The stage's process: tasks run here when ``workers == 1``, else in forkserver workers."""
+
+    def run(self) -> Any:
+        route_loguru()  # the merged "All N tasks" stats table is logged here, in the stage's process
+        return super().run()
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
+        import datatrove.executor.base as base
+
+        quiet = _QuietTaskLogging(in_main=os.getpid() == self.stage_pid)
+        saved = base.add_task_logger, base.close_task_logger
+        base.add_task_logger, base.close_task_logger = quiet.add, quiet.close
+        try:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        finally:
+            base.add_task_logger, base.close_task_logger = saved
+
+
+def local_executor(pipeline: list[Any], tasks: int, workers: int, logging_dir: str) -> QuietLocalPipelineExecutor:
+    """A local datatrove executor that logs to its ``logging_dir`` and stage.log, not the console."""
+    return QuietLocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
 
 
 class EngineSpec(BaseModel):
@@ -165,13 +264,11 @@ class Engine:
     def run(self, name: str, pipeline: list[Any], tasks: int) -> dict[str, float]:
         """Run one pass to completion; return its counters summed over steps and tasks."""
         logging_dir = str(self.work / "logs" / name)
+        route_loguru()  # whichever executor: what datatrove logs in this process goes to stage.log
         started = time.time()
         if self.spec.type == "local":
-            from datatrove.executor import LocalPipelineExecutor
-
             workers = min(tasks, self.spec.workers or os.cpu_count() or 1)
-            executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
-            executor.run()
+            local_executor(pipeline, tasks, workers, logging_dir).run()
         elif self.spec.type == "slurm":
             from datatrove.executor import SlurmPipelineExecutor
 

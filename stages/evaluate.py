@@ -12,12 +12,20 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from eval.tasks import TASK_PREFIX, bits_per_byte_task, multiple_choice_task, translation_task, write_task
+from eval.tasks import (
+    TASK_PREFIX,
+    bits_per_byte_task,
+    multiple_choice_task,
+    short_answer_task,
+    translation_task,
+    write_task,
+)
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
 from stages.modeling import device_and_precision
+from stages.user_data import TaskDirsError, lm_eval_task_names
 
 
 class EvalParams(Params):
@@ -38,7 +46,19 @@ class EvalParams(Params):
     hub, so only recipes for machines with access name them; reported as general ability beside ours."""
     num_fewshot: int = Field(2, ge=0)
     """Training pairs shown before each translation prompt, so models never instruction-tuned see the format."""
+    task_dirs: list[str] = Field(default_factory=list)
+    """Folders of the user's own lm-eval task YAMLs, scored for every model beside the built tasks."""
     trust_remote_code: bool = False
+
+    @field_validator("task_dirs")
+    @classmethod
+    def _task_dirs_readable(cls, value: list[str]) -> list[str]:
+        for folder in value:  # at plan time: the folder exists and names its tasks
+            try:
+                lm_eval_task_names(Path(folder))
+            except TaskDirsError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
 
 def _bpb_data(corpus: Path, kind: str, params: EvalParams, out: Path) -> Path:
@@ -77,7 +97,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         items = read_jsonl(corpus / "tasks" / f"{info['name']}.jsonl")[: params.task_items]
         data_file = data_dir / f"{info['name']}.jsonl"
         data_file.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-        if info["output_type"] == "generate_until":
+        if info["output_type"] == "generate_until" and info.get("origin") == "user":
+            task = write_task(tasks_dir, short_answer_task(info["name"], data_file))
+            metric = "exact_match"
+        elif info["output_type"] == "generate_until":
             fewshot = corpus / "tasks" / f"{info['name']}.fewshot.jsonl"
             task = write_task(tasks_dir, translation_task(info["name"], data_file, fewshot, params.num_fewshot))
             metric = "chrf"
@@ -91,14 +114,25 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             "baseline_name": info["baseline_name"],
             "items": len(items),
             "description": info["description"],
+            "origin": info.get("origin", "held_out"),
         }
 
-    task_manager = TaskManager(include_path=str(tasks_dir), include_defaults=bool(params.benchmarks))
+    task_manager = TaskManager(
+        include_path=[str(tasks_dir), *params.task_dirs], include_defaults=bool(params.benchmarks)
+    )
     unknown = [b for b in params.benchmarks if b not in task_manager.all_tasks]
     if unknown:
         raise StageError(f"eval.benchmarks: lm-eval has no task(s) {unknown}; list them with `lm-eval ls tasks`")
     for benchmark in params.benchmarks:
-        names[benchmark] = {"kind": "general", "metric": "acc", "benchmark": True}
+        names[benchmark] = {"kind": "general", "metric": "acc", "benchmark": True, "origin": "benchmark"}
+    for folder in params.task_dirs:
+        for user_task in lm_eval_task_names(Path(folder)):
+            names[user_task] = {
+                "kind": "domain",
+                "metric": "acc",
+                "origin": "user",
+                "description": f"lm-eval task from {folder}",
+            }
 
     device, bf16 = device_and_precision()
     backend = choose_backend(params.backend)
@@ -116,12 +150,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         task_manager=task_manager,
         batch_size=params.batch_size,
         device=device,
-        log_samples=False,
+        log_samples=True,  # per-item scores: the report's paired tests compare models on the same items
         random_seed=0,
         numpy_random_seed=0,
         torch_random_seed=0,
         fewshot_random_seed=0,
     )
+    samples = results.pop("samples", None) or {}
     (ctx.out_dir / "lm_eval_results.json").write_text(
         json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8"
     )
@@ -136,6 +171,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             entry["stderr"] = stderr
         if "bleu,none" in metrics and info["metric"] == "chrf":
             entry["bleu"] = metrics["bleu,none"]
+        if "chrf,none" in metrics and info["metric"] == "exact_match":
+            entry["chrf"] = metrics["chrf,none"]
+        if samples.get(task):
+            entry["per_item"] = per_item_scores(samples[task], info["metric"])
         summary[task.removeprefix(TASK_PREFIX)] = entry
     out = ctx.out_dir / "results.json"
     out.write_text(
@@ -143,6 +182,26 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
     )
     ctx.log.info("eval of %s: %s", inputs["model"], {k: round(v["value"], 4) for k, v in summary.items()})
     return {"outputs": {"results": out}, "metrics": {k: v["value"] for k, v in summary.items()}}
+
+
+def per_item_scores(samples: list[dict[str, Any]], metric: str) -> list[Any]:
+    """Each item's score in item order, for paired tests between models: 0/1 for accuracy and exact match,
+    sentence chrF for translations, ``[bits, bytes]`` per document for bits-per-byte."""
+    import math
+
+    import sacrebleu
+
+    ordered = sorted(samples, key=lambda sample: sample["doc_id"])
+    if metric == "bits_per_byte":
+        return [[-sample["bits_per_byte"][0] / math.log(2), sample["bits_per_byte"][1]] for sample in ordered]
+    if metric == "chrf":
+        scores = []
+        for sample in ordered:
+            reference, prediction = sample["chrf"]
+            reference = reference[0] if isinstance(reference, list | tuple) else reference
+            scores.append(sacrebleu.sentence_chrf(str(prediction), [str(reference)]).score)
+        return scores
+    return [float(sample[metric]) for sample in ordered if metric in sample]
 
 
 def choose_backend(requested: str) -> str:
@@ -159,7 +218,7 @@ def choose_backend(requested: str) -> str:
 
 SPEC = StageSpec(
     name="eval",
-    version=2,
+    version=3,
     params=EvalParams,
     inputs=("model", "corpus"),
     run=run,

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from stages.base import Params, StageContext, StageError, StageSpec
+from stages.corpus_engine import local_executor
 from stages.modeling import load_tokenizer
 
 PACKED = (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation"))
@@ -56,7 +57,6 @@ def tokenize(
 ) -> tuple[Any, Any]:
     """Token stream and document ends (exclusive) of one kind and split, through datatrove."""
     import numpy as np
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
@@ -75,7 +75,8 @@ def tokenize(
             save_final_metadata=False,
         ),
     ]
-    LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=str(work / "logs" / name)).run()
+    # Quiet: datatrove's stats tables go to stage.log and the logs folder, not the console.
+    local_executor(pipeline, tasks=1, workers=1, logging_dir=str(work / "logs" / name)).run()
     found = sorted(path for path in folder.glob("*.ds") if path.stat().st_size)
     if not found:
         raise StageError(

@@ -21,6 +21,7 @@ from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
 from stages.text_blocks import check_filter_names
+from stages.user_data import check_name
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
@@ -47,10 +48,12 @@ class SourceSpec(BaseModel):
         "txt",
         "parquet",
         "hf",
+        "folder",
     ]
-    """Adapter: a packaged source (licensedcode ... gettext; see README's data table) or files / a datasets id."""
+    """Adapter: a packaged source (licensedcode ... gettext; see README's data table), files, a folder of
+    documents (.md, .txt, .rst, .html, .pdf) or a datasets id."""
     path: str | None = None
-    """File, glob or folder for jsonl/txt/parquet; hub id or ``save_to_disk`` folder for hf."""
+    """File, glob or folder for jsonl/txt/parquet/folder; hub id or ``save_to_disk`` folder for hf."""
     text_field: str = "text"
     """Field holding the text in jsonl/parquet/hf records."""
     split: str = "train"
@@ -72,13 +75,21 @@ class SourceSpec(BaseModel):
     """bible: the target language of the English-aligned text (es); gettext: the catalog language (fr, es, ...)."""
     mode: Literal["target", "interleaved"] = "interleaved"
     """bible/gettext: monolingual target-language text, or English and target lines interleaved."""
+    profile: Literal["web", "curated", "code_docs"] | None = None
+    """Filter chain by the kind of text (``stages.text_blocks.PROFILES``): web crawl, curated documents,
+    or code documentation (None: corpus.profile)."""
     filters: list[str] | None = None
-    """Filters for this source, from encoding, boilerplate, gopher_repetition, gopher_quality, language
-    (None: corpus.filters)."""
+    """Filters for this source, from encoding, boilerplate, gopher_repetition, gopher_quality, language;
+    replaces the profile's chain (None: the profile's)."""
     languages: list[str] | None = None
     """Languages the language check accepts (ISO 639-1; None: en, or the bible/gettext pair's)."""
 
     _known_filters = field_validator("filters")(check_filter_names)
+    _safe_name = field_validator("name")(check_name)
+
+
+FOLDER_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf")
+"""Files a ``folder`` source reads; others in the folder are left alone and counted at plan time."""
 
 
 def _package_dir(module: str, install: str) -> Path:
@@ -152,6 +163,13 @@ def _files(spec: SourceSpec) -> list[Path]:
     if not spec.path:
         raise StageError(f"source '{spec.name}': type '{spec.type}' needs a 'path'")
     path = Path(spec.path).expanduser()
+    if spec.type == "folder":
+        if not path.is_dir():
+            raise StageError(f"source '{spec.name}': folder '{spec.path}' does not exist")
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        if not files:
+            raise StageError(f"source '{spec.name}': no {'/'.join(FOLDER_SUFFIXES)} files under '{spec.path}'")
+        return files
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else sorted(path.parent.glob(path.name))
     if not files:
         raise StageError(f"source '{spec.name}': no files match '{spec.path}'")
@@ -183,6 +201,7 @@ def read(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         "txt": _read_txt,
         "parquet": _read_table,
         "hf": _read_table,
+        "folder": _read_folder,
     }[spec.type]
     count = 0
     for doc in reader(spec):
@@ -392,3 +411,51 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         yield {"id": f"{spec.name}:{number}", "text": value, "meta": meta}
     if pairs:
         yield pair_document(f"{spec.path}:{spec.config}:last", pairs, spec)
+
+
+def _read_folder(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+    """One document per file: Markdown, text and reST as written, HTML's main text (trafilatura), PDF's
+    text (pypdf). A file with no extractable text is a counted drop, not an error: scanned PDFs exist."""
+    root = Path(spec.path or "").expanduser()
+    for path in _files(spec):
+        relative = str(path.relative_to(root))
+        suffix = path.suffix.lower()
+        if suffix in (".html", ".htm"):
+            text = _html_text(path, _decode(path, path.read_bytes()))
+        elif suffix == ".pdf":
+            text = _pdf_text(path)
+        else:
+            text = _decode(path, path.read_bytes())
+        if not text or not text.strip():
+            yield {"id": f"{spec.name}:{relative}", "text": "", "drop": f"{suffix[1:]} file without extractable text"}
+            continue
+        yield {"id": f"{spec.name}:{relative}", "text": text, "meta": {"file": relative}}
+
+
+def _html_text(path: Path, html: str) -> str:
+    """The page's main text as Markdown-like plain text, navigation and footers left out (trafilatura)."""
+    import trafilatura
+
+    return trafilatura.extract(html, include_tables=True, include_comments=False, favor_recall=True) or ""
+
+
+def _pdf_text(path: Path) -> str:
+    """Each page's text layer, pages separated by a blank line (pypdf); a scanned PDF has none."""
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(str(path))
+        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    except pypdf.errors.PdfReadError as exc:
+        raise StageError(f"{path}: not a readable PDF ({exc})") from exc
+
+
+def check(spec: SourceSpec) -> None:
+    """Plan-time check of a file source: the files exist, and every JSONL line parses with its text field.
+
+    Raises ``StageError`` naming the file and line; packaged and hub sources are checked by ``_files``."""
+    if spec.type == "jsonl":
+        for _ in _read_jsonl(spec):
+            pass
+    elif spec.type in ("txt", "folder", "parquet"):
+        _files(spec)

@@ -36,6 +36,10 @@ class TaskData:
     baseline: dict[str, float] = field(default_factory=dict)
     """Metric -> score of the trivial answer (chance, or copying the source)."""
     baseline_name: str = "chance"
+    origin: str = "held_out"
+    """Where eval items come from: "held_out" documents (the default), or "training" documents for
+    closed-book probes (``knowledge_probe``), whose items carry ``held_out: []`` so decontamination
+    never drops the documents they test; the two kinds are never mixed in one task."""
 
 
 Builder = Callable[[list[dict[str, Any]], list[dict[str, Any]], int, int, int], TaskData]
@@ -252,6 +256,19 @@ def translation(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
     return task
 
 
+def _mined(name: str) -> Builder:
+    """A builder of ``stages.mined_tasks``, imported on first call: that module imports this one."""
+
+    def build(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
+        from stages import mined_tasks
+
+        return getattr(mined_tasks, name)(train, held_out, seed, max_pairs, max_items)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"``stages.mined_tasks.{name}``: a task mined from plain text of any domain."
+    return build
+
+
 BUILDERS: dict[str, Builder] = {
     "license_id": license_id,
     "term_definition": term_definition,
@@ -259,4 +276,7 @@ BUILDERS: dict[str, Builder] = {
     "xbrl_element": xbrl_element,
     "icd_chapter": icd_chapter,
     "translation": translation,
+    "reading_comprehension": _mined("reading_comprehension"),
+    "cloze": _mined("cloze"),
+    "knowledge_probe": _mined("knowledge_probe"),
 }

@@ -47,6 +47,7 @@ def _raw(tmp_path, **overrides):
             {"name": "d", "kind": "domain", "type": "txt", "path": str(tmp_path / "d.txt")},
             {"name": "g", "kind": "general", "type": "txt", "path": str(tmp_path / "g.txt")},
         ],
+        "corpus": {"tasks": [{"type": "reading_comprehension", "source": "d"}]},
     }
     raw.update(overrides)
     return raw

@@ -8,6 +8,7 @@ MINIMAL_SOURCES = [
     {"name": "d", "kind": "domain", "type": "licensedcode"},
     {"name": "g", "kind": "general", "type": "python_docs"},
 ]
+MINIMAL_TASKS = [{"type": "reading_comprehension", "source": "d"}]
 
 
 @pytest.mark.parametrize("name", available_recipes())
@@ -49,7 +50,8 @@ def test_sources_need_both_kinds_and_known_types():
 
 
 def test_recipe_level_keys_fill_stage_fields():
-    recipe = resolve({"sources": MINIMAL_SOURCES, "seed": 7, "trust_remote_code": True}, "t", "test")
+    raw = {"sources": MINIMAL_SOURCES, "seed": 7, "trust_remote_code": True, "corpus": {"tasks": MINIMAL_TASKS}}
+    recipe = resolve(raw, "t", "test")
     assert recipe.params["cpt"].seed == 7 and recipe.params["sft"].seed == 7 and recipe.params["corpus"].seed == 7
     assert recipe.params["model"].trust_remote_code is True
 

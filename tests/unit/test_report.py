@@ -1,6 +1,23 @@
-"""Report arithmetic: gain and forgetting against base, with their signs."""
+"""Report arithmetic and statistics: gain and forgetting with their signs, paired tests on known answers."""
 
-from eval.report import change_table, main_table, markdown
+import random
+
+import numpy as np
+import pytest
+
+from eval import significance
+from eval.report import (
+    Cell,
+    change_table,
+    compare_models,
+    corpus_table,
+    html_page,
+    main_table,
+    markdown,
+    verdict_table,
+    warnings,
+)
+from eval.significance import Comparison, bootstrap_differences, bootstrap_p, compare, mcnemar_exact
 
 
 def _evals():
@@ -47,3 +64,159 @@ def test_main_table_shows_baselines_and_stderr():
     assert rows[1][4] == "36.0000 (BLEU 12.00)"
     text = markdown("t", [("Scores", (header, rows))])
     assert "| cpt | 1.1000 | 0.6000 | 0.4000 ± 0.070 | 36.0000 (BLEU 12.00) |" in text
+
+
+# McNemar: only the discordant pairs count. 1 item only base got right, 9 only the other got right:
+# p = 2 * (C(10,0) + C(10,1)) / 2^10 = 22 / 1024.
+MCNEMAR_BASE = [1] * 5 + [0] * 5 + [1] + [0] * 9
+MCNEMAR_OTHER = [1] * 5 + [0] * 5 + [0] + [1] * 9
+
+
+def test_mcnemar_exact_matches_the_hand_computed_binomial_sum():
+    base_only, other_only, p = mcnemar_exact(MCNEMAR_BASE, MCNEMAR_OTHER)
+    assert (base_only, other_only) == (1, 9)
+    assert p == pytest.approx(22 / 1024, rel=1e-12)
+    # The scipy-free path gives the same answers, including 2 vs 8: 2 * (1 + 10 + 45) / 1024.
+    assert significance.exact_binomial_two_sided_p(9, 10) == pytest.approx(22 / 1024, rel=1e-12)
+    assert significance.exact_binomial_two_sided_p(2, 10) == pytest.approx(112 / 1024, rel=1e-12)
+    assert significance.binomial_two_sided_p(2, 10) == pytest.approx(112 / 1024, rel=1e-12)
+    assert significance.exact_binomial_two_sided_p(5, 10) == 1.0
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1])[2] == 1.0
+
+
+def test_bootstrap_p_is_one_for_identical_scores_and_near_zero_for_a_clear_shift():
+    rng = random.Random(1)
+    scores = np.array([rng.uniform(20, 60) for _ in range(50)])
+    same = bootstrap_differences(scores, scores.copy(), ratio=False, resamples=2000)
+    assert bootstrap_p(same) == 1.0 and same.std() == 0
+    shifted = scores + np.array([5 + rng.gauss(0, 1) for _ in range(50)])
+    diffs = bootstrap_differences(scores, shifted, ratio=False, resamples=2000)
+    assert bootstrap_p(diffs) < 0.002
+    # The bootstrap SE of a mean difference is close to sd / sqrt(n).
+    assert diffs.std(ddof=1) == pytest.approx((shifted - scores).std(ddof=1) / np.sqrt(50), rel=0.1)
+
+
+def test_bpb_bootstrap_is_over_documents_of_the_ratio_and_lower_is_better():
+    docs = [[100.0 + 10 * i, 80.0 + 7 * i] for i in range(40)]
+    base = {"metric": "bits_per_byte", "value": 1.3, "per_item": docs}
+    same = compare(base, dict(base), resamples=2000)
+    assert same.p == 1.0 and same.mark == significance.WITHIN_NOISE
+    better_docs = [[bits * 0.9, size] for bits, size in docs]
+    better = compare(base, {**base, "value": 1.17, "per_item": better_docs}, resamples=2000)
+    assert better.difference == pytest.approx(-0.13) and better.improvement > 0
+    assert better.p < 0.01 and better.mark == significance.BETTER and better.moved is True
+    assert better.test == "paired bootstrap"
+
+
+def test_compare_picks_the_test_and_says_when_it_cannot():
+    base = {"metric": "acc", "value": 0.3, "per_item": MCNEMAR_BASE}
+    worse = compare({**base, "per_item": MCNEMAR_OTHER, "value": 0.7}, base)
+    assert worse.test == "McNemar exact" and worse.mark == significance.WORSE
+    assert worse.p == pytest.approx(22 / 1024) and worse.se is not None and worse.moved is True
+    old = compare({"metric": "acc", "value": 0.3}, {"metric": "acc", "value": 0.5})
+    assert old.test == "no per-item data" and old.mark == "" and old.p is None and old.moved is None
+    uneven = compare(base, {**base, "per_item": [1, 0]})
+    assert uneven.p is None and "differ" in uneven.test
+    # The mark follows the per-item statistic the test ran on (sentence chrF), not corpus chrF.
+    chrf = compare(
+        {"metric": "chrf", "value": 30.0, "per_item": [20.0, 30.0, 40.0] * 10},
+        {"metric": "chrf", "value": 30.5, "per_item": [15.0, 25.0, 35.0] * 10},
+        resamples=2000,
+    )
+    assert chrf.difference == pytest.approx(0.5) and chrf.paired_difference == pytest.approx(-5.0)
+    assert chrf.mark == significance.WORSE and chrf.moved is True
+    # Not significant: within noise, whatever the sign.
+    assert Comparison(0.05, 0.04, 0.2, "x").mark == significance.WITHIN_NOISE
+
+
+def _paired_evals():
+    """base, cpt and sft on the same items: cpt clearly better on the 0/1 task, sft no different."""
+    rng = random.Random(0)
+    truth = [rng.random() < 0.3 for _ in range(60)]
+    docs = [[rng.uniform(500, 900), rng.uniform(400, 600)] for _ in range(30)]
+
+    def model(acc_flip, bpb_scale, training_value):
+        items = [1.0 if (t or (i % 3 == 0 and acc_flip)) else 0.0 for i, t in enumerate(truth)]
+        per_doc = [[bits * bpb_scale, size] for bits, size in docs]
+        bpb = sum(b for b, _ in per_doc) / sum(s for _, s in per_doc)
+        return {
+            "tasks": {
+                "bpb_domain": {"kind": "domain", "metric": "bits_per_byte", "value": bpb, "per_item": per_doc},
+                "bpb_general": {"kind": "general", "metric": "bits_per_byte", "value": 1.0},
+                "license_id": {
+                    "kind": "domain",
+                    "metric": "acc",
+                    "value": sum(items) / len(items),
+                    "per_item": items,
+                    "baseline": {"acc": 0.25},
+                },
+                "recall": {"kind": "domain", "metric": "acc", "value": training_value, "origin": "training"},
+            }
+        }
+
+    return {"base": model(False, 1.0, 0.3), "cpt": model(True, 0.8, 0.5), "sft": model(False, 1.0, 0.3)}
+
+
+def test_verdict_has_a_row_per_model_marks_and_training_tasks_in_their_own_group():
+    evals = _paired_evals()
+    comparisons = compare_models(evals, resamples=2000)
+    table = verdict_table(evals, comparisons)
+    assert [row[0] for row in table.rows] == ["cpt", "sft"]
+    assert [label for label, _ in table.groups] == [
+        "",
+        "held-out text",
+        "held-out tasks",
+        "seen in training (closed-book probe)",
+    ]
+    assert sum(span for _, span in table.groups) == len(table.header)
+    cpt, sft = table.rows
+    assert cpt[1].text.startswith("+") and significance.BETTER in cpt[1].text  # domain gain
+    assert significance.BETTER in cpt[3].text and significance.WITHIN_NOISE in sft[3].text  # license_id
+    assert cpt[4].text == "+0.200 (no per-item data)"  # the training probe, untested
+    assert "class='mark up'" in cpt[3].html
+    text = markdown("t", [], lead=[("Verdict", table)])
+    assert "| model | held-out text: domain gain (bits/byte drop) |" in text
+    assert "seen in training (closed-book probe): recall acc" in text
+    page = html_page("t", [], [], lead=[("Verdict", table)])
+    assert "<table id='verdict'>" in page and "colspan='2' class='group'>held-out text<" in page
+    notes = warnings({"sources": {}, "warnings": ["source x lost 30% of its documents"]}, comparisons)
+    assert notes[0] == "source x lost 30% of its documents"
+    assert any("no per-item data for bpb_general, recall" in n for n in notes)
+
+
+def test_corpus_table_one_row_per_source_with_top_reasons_and_the_rest_folded():
+    stats = {
+        "sources": {
+            "licenses": {
+                "kind": "domain",
+                "license": "CC-BY-4.0",
+                "filters": ["min_chars", "language"],
+                "dropped": {"min_chars": 30, "language": 12, "dedup": 5, "decontaminated": 2, "gopher_quality": 1},
+                "boilerplate_lines_removed": 7,
+                "splits": {"train": {"documents": 900, "bytes": 2_000_000}, "eval": {"documents": 50, "bytes": 1}},
+                "kept": 950,
+            },
+            "docs": {
+                "kind": "general",
+                "license": "PSF-2.0",
+                "dropped": {},
+                "splits": {"validation": {"documents": 10, "bytes": 0}},
+                "kept": 10,
+                "read": 40,
+            },
+        }
+    }
+    header, rows = corpus_table(stats)
+    assert header[3:6] == ["train documents", "validation documents", "eval documents"]
+    licenses, docs = rows
+    assert licenses[3:8] == ["900", "-", "50", "2.00", "50 (5.0%)"]
+    reasons = licenses[8]
+    assert isinstance(reasons, Cell)
+    assert reasons.text == "min_chars: 30, language: 12, dedup: 5 +2 more"
+    assert "<details><summary>+2 more</summary>decontaminated: 2<br>gopher_quality: 1</details>" in reasons.html
+    assert licenses[9:] == ["7", "min_chars, language"]
+    assert docs[6:] == ["0.00", "0 (0.0%)", "none", "0", "none"]
+    # Older stats carry no warnings: the report flags heavy drops itself (read defaults to kept + dropped).
+    assert warnings({"sources": {"docs": {"dropped": {"x": 30}, "kept": 10}}}, {}) == [
+        "source docs lost 30 of 40 documents (75%) to filters"
+    ]
