@@ -2,14 +2,16 @@
 #   make recipe=legal     install into .venv, then run the legal recipe end to end (offline)
 #   make test             run the test suite (offline, tiny models)
 # More: make plan recipe=legal | make recipe=legal stage=cpt | make recipe=legal set="cpt.replay_ratio=0.5"
-#       make report recipe=legal | make explain recipe=legal | make lint
+#       make report recipe=legal | make explain recipe=legal | make lint | make recipe=legal verbose=1 (library logs too)
+# Your own documents: .venv/bin/python -m pipeline new NAME --domain PATH [--instructions F] [--evals F]
 
 recipe ?= legal
 stage ?=
 set ?=
+verbose ?=
 PY := .venv/bin/python
 STAMP := .venv/.installed
-ARGS = $(recipe) $(foreach s,$(stage),--stage $(s)) $(if $(set),--set "$(set)")
+ARGS = $(recipe) $(foreach s,$(stage),--stage $(s)) $(if $(set),--set "$(set)") $(if $(verbose),--verbose)
 
 # Nothing is fetched from a model or dataset hub at run time, unless the caller says so for the *-gpu
 # recipes: HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 make recipe=legal-gpu (make test always runs offline).

@@ -146,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_plan(runner: Runner, force: list[str], explain: bool = False) -> None:
+    warnings: list[str] = []
     for decision in runner.plan(force=force):
         spec = REGISTRY[decision.node.stage]
         print(f"{decision.action:6s} {decision.node.name:12s} {'; '.join(decision.reasons)}")
         if explain:
             print(f"{'':19s}key {decision.key[:12]}  ->  {runner.store.final_dir(spec.name, decision.key)}")
+        if decision.action == "reuse":  # a finished stage's warnings (a source its filters gutted) stay visible
+            warnings += runner.store.manifest(spec.name, decision.key).get("metrics", {}).get("warnings", [])
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _new(args: argparse.Namespace) -> int:

@@ -206,6 +206,12 @@ def recipe_text(
                 f"    path: {_scalar(entry.path)}",
                 _line("profile: curated", _PROFILE_COMMENT, 4),
             ]
+            if entry.type == "folder":
+                out.append(
+                    _line(
+                        "sections: 2", "Markdown split at # and ## headings: many train/eval units; 0: a file each", 4
+                    )
+                )
     if not general_entries:
         out += [
             "  # General replay: the packaged sources every shipped recipe uses (give --general PATH for your own).",
@@ -302,5 +308,6 @@ def write_recipe(
     path = recipes_dir / f"{name}.yaml"
     if path.exists() and not force:
         raise NewRecipeError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

@@ -95,10 +95,16 @@ class Decision:
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves by dotted key; lists of mappings (sources, tasks) by index, so a diff names the one field."""
     if isinstance(value, dict):
         flat: dict[str, Any] = {}
         for key, item in value.items():
             flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flatten(item, f"{prefix}.{index}"))
         return flat
     return {prefix: value}
 

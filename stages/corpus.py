@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stages import corpus_engine, decontam, sources, task_builders, text_blocks, user_data
+from stages import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
@@ -315,10 +315,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                 hits[doc["id"]] = found
                 shared.update(found)
     chosen: set[Any] = set()
+    probe_labels = {spec.label for spec in params.tasks if spec.type in PAIRLESS_TASKS}
     for label, task in built.items():
         order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(label, i)], i))[: max_items[label]]
         chosen |= {(label, i) for i in order}
         task.eval_items = [task.eval_items[i] for i in sorted(order)]
+        if task.output_type == "multiple_choice" and label in probe_labels:  # count what was kept, not offered
+            task.description = mined_tasks.cloze_description(task.eval_items, task.origin == "training")
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
     final_index = _item_index(built, params.decontamination_ngram)  # the kept items only

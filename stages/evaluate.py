@@ -204,6 +204,13 @@ def per_item_scores(samples: list[dict[str, Any]], metric: str) -> list[Any]:
     return [float(sample[metric]) for sample in ordered if metric in sample]
 
 
+def fingerprint(params: EvalParams) -> dict[str, Any]:
+    """The user's lm-eval task folders by content, so an edited task YAML reruns every eval."""
+    from stages.fingerprint import fingerprint_tree
+
+    return {f"task_dir:{folder}": fingerprint_tree(Path(folder)) for folder in params.task_dirs}
+
+
 def choose_backend(requested: str) -> str:
     """hf, or vllm where it is installed and CUDA is present; asking for vllm without them is an error."""
     import importlib.util
@@ -224,4 +231,5 @@ SPEC = StageSpec(
     run=run,
     doc="lm-eval on one model: held-out bits-per-byte (general, domain) and domain tasks.",
     libraries=("lm_eval", "torch", "transformers", "datasets"),
+    fingerprint=fingerprint,
 )

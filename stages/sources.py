@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,10 @@ class SourceSpec(BaseModel):
     """bible: the target language of the English-aligned text (es); gettext: the catalog language (fr, es, ...)."""
     mode: Literal["target", "interleaved"] = "interleaved"
     """bible/gettext: monolingual target-language text, or English and target lines interleaved."""
+    sections: int = Field(0, ge=0, le=6)
+    """folder: split Markdown and text files into one document per section at headings of this level
+    or above (2: ``#`` and ``##``), so a long manual gives many train/eval units instead of a few huge
+    ones (0: one document per file)."""
     profile: Literal["web", "curated", "code_docs"] | None = None
     """Filter chain by the kind of text (``stages.text_blocks.PROFILES``): web crawl, curated documents,
     or code documentation (None: corpus.profile)."""
@@ -429,7 +434,36 @@ def _read_folder(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         if not text or not text.strip():
             yield {"id": f"{spec.name}:{relative}", "text": "", "drop": f"{suffix[1:]} file without extractable text"}
             continue
-        yield {"id": f"{spec.name}:{relative}", "text": text, "meta": {"file": relative}}
+        if not spec.sections or suffix in (".html", ".htm", ".pdf"):
+            yield {"id": f"{spec.name}:{relative}", "text": text, "meta": {"file": relative}}
+            continue
+        for number, (heading, section) in enumerate(split_sections(text, spec.sections)):
+            meta = {"file": relative, "section": heading}
+            yield {"id": f"{spec.name}:{relative}#{number}", "text": section, "meta": meta}
+
+
+SECTION_MIN_CHARS = 500
+"""A section shorter than this joins the next one: a heading with one line under it is not a document."""
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+
+
+def split_sections(text: str, level: int = 2) -> list[tuple[str, str]]:
+    """(heading, text) per Markdown section at headings of ``level`` or above, headings inside code
+    fences ignored; a section shorter than ``SECTION_MIN_CHARS`` is joined to the next."""
+    heading = re.compile(rf"^#{{1,{level}}} \S")
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    in_fence = False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        is_heading = not in_fence and heading.match(line) is not None
+        if is_heading and sum(len(x) for x in sections[-1][1]) >= SECTION_MIN_CHARS:
+            sections.append((line.lstrip("#").strip(), []))
+        elif is_heading and not sections[-1][0]:
+            sections[-1] = (line.lstrip("#").strip(), sections[-1][1])
+        sections[-1][1].append(line)
+    joined = [(title, "\n".join(lines).strip()) for title, lines in sections]
+    return [(heading, body) for heading, body in joined if body]
 
 
 def _html_text(path: Path, html: str) -> str:

@@ -79,6 +79,25 @@ def user_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def lm_eval_folder(user_files, tmp_path_factory):
+    """The quiz again as the user's own lm-eval task YAML (``eval.task_dirs``)."""
+    folder = tmp_path_factory.mktemp("lm_eval_tasks")
+    definition = {
+        "task": "my_yaml_quiz",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(user_files[2])}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{question}}\nAnswer:",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{choices.index(answer)}}",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    (folder / "my_yaml_quiz.yaml").write_text(json.dumps(definition), encoding="utf-8")  # JSON is YAML
+    return folder
+
+
+@pytest.fixture(scope="module")
 def own_recipe(user_files, tiny_model, general_jsonl, tmp_path_factory):
     folder, pairs, quiz = user_files
     out = tmp_path_factory.mktemp("recipes")
@@ -102,9 +121,9 @@ def test_new_writes_a_commented_recipe_that_plans(own_recipe):
     assert [n.name for n in recipe.nodes][:3] == ["model", "corpus", "pack"]
 
 
-def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, tmp_path):
+def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, lm_eval_folder, tmp_path):
     store = Store(tmp_path / "runs")
-    decisions = Runner(load_recipe(str(own_recipe), TINY), store).run()
+    decisions = Runner(load_recipe(str(own_recipe), [*TINY, f"eval.task_dirs=[{lm_eval_folder}]"]), store).run()
     keys = {d.node.name: d.key for d in decisions}
     stats = store.manifest("corpus", keys["corpus"])["metrics"]
     manual = stats["sources"]["manual"]
@@ -117,6 +136,7 @@ def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, tmp_pa
     results = json.loads((store.final_dir("eval", keys["eval_merge"]) / "results.json").read_text())["tasks"]
     assert results["quiz"]["origin"] == "user" and results["quiz"]["items"] == 20
     assert results["cloze"]["origin"] == "held_out" and results["knowledge_probe"]["origin"] == "training"
+    assert results["my_yaml_quiz"]["origin"] == "user" and len(results["my_yaml_quiz"]["per_item"]) == 20
     for task in ("quiz", "cloze", "knowledge_probe"):
         assert len(results[task]["per_item"]) == results[task]["items"]
         assert set(results[task]["per_item"]) <= {0.0, 1.0}

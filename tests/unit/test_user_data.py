@@ -225,3 +225,20 @@ def test_malformed_user_file_stops_the_recipe_at_load_naming_file_and_line(tmp_p
     line = len(bad.read_text(encoding="utf-8").splitlines())
     with pytest.raises(RecipeError, match=rf"{bad.name}:{line}:"):
         load_recipe(str(path))
+
+
+def test_folder_sections_split_markdown_at_headings_outside_code(tmp_path, license_paragraphs):
+    text = (
+        f"# Manual\n\n{license_paragraphs[4]}\n\n## Install\n\n{license_paragraphs[5]}\n\n```sh\n# not a heading\n"
+        f"make install\n```\n\n## Tiny\n\nOne line.\n\n## Use\n\n{license_paragraphs[6]}\n\n### Detail\n\n"
+        f"{license_paragraphs[7]}\n"
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "manual.md").write_text(text, encoding="utf-8")
+    spec = SourceSpec(name="m", kind="domain", type="folder", path=str(tmp_path / "docs"), sections=2)
+    docs = list(sources.read(spec))
+    assert [d["meta"]["section"] for d in docs] == ["Manual", "Install", "Tiny"]  # "Tiny" is joined to "Use"
+    assert "# not a heading" in docs[1]["text"] and docs[2]["text"].startswith("## Tiny")
+    assert "## Use" in docs[2]["text"] and "### Detail" in docs[2]["text"]
+    assert "".join(d["text"] for d in docs).replace("\n", "") == text.replace("\n", "")
+    assert [d["id"] for d in docs] == ["m:manual.md#0", "m:manual.md#1", "m:manual.md#2"]
