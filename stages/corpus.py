@@ -563,7 +563,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=6,
+    version=7,
     params=CorpusParams,
     inputs=(),
     run=run,

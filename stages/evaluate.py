@@ -175,6 +175,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             entry["chrf"] = metrics["chrf,none"]
         if samples.get(task):
             entry["per_item"] = per_item_scores(samples[task], info["metric"])
+            entry.setdefault("items", len(samples[task]))  # the user's lm-eval tasks and benchmarks
         summary[task.removeprefix(TASK_PREFIX)] = entry
     out = ctx.out_dir / "results.json"
     out.write_text(
