@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from stages import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
 from stages.base import Params, StageContext, StageError, StageSpec
@@ -140,24 +140,16 @@ class CorpusParams(Params):
                 raise ValueError(str(exc)) from exc
         return value
 
-    @field_validator("instructions")
+    @field_validator("instructions", "evals")
     @classmethod
-    def _instructions_read(cls, value: list[InstructionSpec]) -> list[InstructionSpec]:
+    def _user_files_read(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        """Every line of the user's instruction and eval files, read at load time (file and line on error)."""
+        check = user_data.check_instructions if info.field_name == "instructions" else user_data.check_eval_set
         for spec in value:
             try:
-                user_data.check_instructions(spec)
+                check(spec)
             except UserDataError as exc:
-                raise ValueError(f"instructions '{spec.name}': {exc}") from exc
-        return value
-
-    @field_validator("evals")
-    @classmethod
-    def _evals_read(cls, value: list[EvalSetSpec]) -> list[EvalSetSpec]:
-        for spec in value:
-            try:
-                user_data.check_eval_set(spec)
-            except UserDataError as exc:
-                raise ValueError(f"evals '{spec.name}': {exc}") from exc
+                raise ValueError(f"{info.field_name} '{spec.name}': {exc}") from exc
         return value
 
     decontamination_ngram: int = Field(13, ge=4)

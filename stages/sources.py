@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
 from stages.text_blocks import check_filter_names
-from stages.user_data import check_name
+from stages.user_data import UserDataError, check_name, jsonl_records
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
@@ -347,31 +346,16 @@ def _read_gettext(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 
 def _read_jsonl(spec: SourceSpec) -> Iterator[dict[str, Any]]:
-    """One JSON object per line, read line by line (memory flat in the file size)."""
+    """One JSON object per line with a string ``text_field``; the other fields become meta."""
     for path in _files(spec):
-        empty = True
-        with path.open("rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise StageError(
-                        f"{path}:{number}: not valid UTF-8 ({exc.reason} at column {exc.start + 1}); "
-                        "re-encode the file as UTF-8"
-                    ) from exc
-                if not line.strip():
-                    continue
-                empty = False
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise StageError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-                if not isinstance(record, dict) or not isinstance(record.get(spec.text_field), str):
+        try:
+            for number, record in jsonl_records(path, f"source '{spec.name}'"):
+                if not isinstance(record.get(spec.text_field), str):
                     raise StageError(f"{path}:{number}: expected an object with a string field '{spec.text_field}'")
                 meta = {k: v for k, v in record.items() if k != spec.text_field}
                 yield {"id": f"{spec.name}:{path.name}:{number}", "text": record[spec.text_field], "meta": meta}
-        if empty:
-            raise StageError(f"{path}: empty file (source '{spec.name}' expects one JSON object per line)")
+        except UserDataError as exc:
+            raise StageError(str(exc)) from exc
 
 
 def _read_txt(spec: SourceSpec) -> Iterator[dict[str, Any]]:

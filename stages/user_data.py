@@ -67,8 +67,9 @@ class UserDataError(ValueError):
     """A line of a user's file is malformed; the message names file, line and field."""
 
 
-def _records(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; malformed lines raise with file and line."""
+def jsonl_records(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line, read line by line (memory flat in the file size);
+    a malformed line raises ``UserDataError`` naming the file and line."""
     if not path.is_file():
         raise UserDataError(f"{path}: {what} file does not exist")
     empty = True
@@ -77,7 +78,10 @@ def _records(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise UserDataError(f"{path}:{number}: not valid UTF-8 (byte {exc.start}); re-encode as UTF-8") from exc
+                raise UserDataError(
+                    f"{path}:{number}: not valid UTF-8 ({exc.reason} at column {exc.start + 1}); "
+                    "re-encode the file as UTF-8"
+                ) from exc
             if not line.strip():
                 continue
             try:
@@ -89,7 +93,7 @@ def _records(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
             empty = False
             yield number, record
     if empty:
-        raise UserDataError(f"{path}: empty {what} file (one JSON object per line expected)")
+        raise UserDataError(f"{path}: empty file ({what}: one JSON object per line expected)")
 
 
 def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
@@ -113,7 +117,7 @@ def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
 
 def read_instructions(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, pair) with ``prompt`` and ``completion`` as chat-message lists, the form the sft stage trains on."""
-    for number, record in _records(path, "instructions"):
+    for number, record in jsonl_records(path, "instructions"):
         where = f"{path}:{number}"
         if "messages" in record:
             messages = _messages(record["messages"], where, "messages")
@@ -141,7 +145,7 @@ def read_eval_set(path: Path) -> tuple[str, list[dict[str, Any]]]:
     form: str | None = None
     first = 0
     items = []
-    for number, record in _records(path, "eval set"):
+    for number, record in jsonl_records(path, "eval set"):
         where = f"{path}:{number}"
         question = record.get("question")
         if not isinstance(question, str) or not question.strip():
