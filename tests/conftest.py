@@ -24,6 +24,8 @@ CHAT_TEMPLATE = (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
+PACKAGES = ("datatrove", "trl", "peft", "accelerate", "datasets", "lm_eval", "ftfy", "submitit")
+"""Installed packages whose Markdown READMEs (in their wheels' METADATA) serve as a user's own documents."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -54,6 +56,23 @@ def stdlib_docstrings(limit: int = 120) -> list[str]:
         if len(doc) >= 300:
             texts.append(doc)
     return texts
+
+
+def readme_sections() -> list[tuple[str, str, str]]:
+    """(package, heading, section text) of the installed packages' Markdown READMEs."""
+    import re
+    from email.parser import Parser
+    from importlib import metadata
+
+    sections = []
+    for package in PACKAGES:
+        body = Parser().parsestr(metadata.distribution(package).read_text("METADATA") or "").get_payload()
+        for chunk in re.split(r"\n(?=#{1,3} )", body or ""):
+            heading, _, text = chunk.partition("\n")
+            words = text.split()
+            if heading.startswith("#") and len(words) >= 40 and "```" not in text[:200]:
+                sections.append((package, heading.strip("# ").strip(), chunk.strip()))
+    return sections
 
 
 def licence_texts(limit: int = 40) -> list[str]:

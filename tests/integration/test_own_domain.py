@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from email.parser import Parser
-from importlib import metadata
 
 import pytest
 
@@ -20,8 +18,8 @@ from pipeline import cli
 from pipeline.recipe import load_recipe
 from pipeline.runner import Runner
 from pipeline.store import Store
+from tests.conftest import PACKAGES, readme_sections
 
-PACKAGES = ("datatrove", "trl", "peft", "accelerate", "datasets", "lm_eval", "ftfy", "submitit")
 TINY = [
     "cpt.max_tokens=2048",
     "cpt.seq_len=64",
@@ -38,19 +36,6 @@ TINY = [
     "eval.bpb_doc_chars=300",
     "eval.batch_size=8",
 ]
-
-
-def readme_sections() -> list[tuple[str, str, str]]:
-    """(package, heading, section text) of the installed packages' Markdown READMEs."""
-    sections = []
-    for package in PACKAGES:
-        body = Parser().parsestr(metadata.distribution(package).read_text("METADATA") or "").get_payload()
-        for chunk in re.split(r"\n(?=#{1,3} )", body or ""):
-            heading, _, text = chunk.partition("\n")
-            words = text.split()
-            if heading.startswith("#") and len(words) >= 40 and "```" not in text[:200]:
-                sections.append((package, heading.strip("# ").strip(), chunk.strip()))
-    return sections
 
 
 @pytest.fixture(scope="module")
