@@ -314,6 +314,38 @@ def warnings(
     return out
 
 
+def budget_note(
+    evals: dict[str, dict[str, Any]],
+    comparisons: dict[str, dict[str, Comparison]],
+    cpt_tokens: int,
+    domain_share: float,
+    domain_train_tokens: int,
+) -> str | None:
+    """When no domain task moved for any model, say how much of the domain cpt saw, so a reader does
+    not take "no gain" for "the method fails": the figures are measured, the reading of them is not."""
+    base = evals["base"]["tasks"]
+    domain_tasks = [t for t, e in base.items() if e.get("metric") != "bits_per_byte" and e.get("kind") == "domain"]
+    if not domain_tasks:
+        return None
+    moved = [
+        (model, task)
+        for model, by_task in comparisons.items()
+        for task in domain_tasks
+        if task in by_task and by_task[task].moved and by_task[task].mark == significance.BETTER
+    ]
+    if moved:
+        return None
+    seen = cpt_tokens * domain_share
+    share = 100 * seen / domain_train_tokens if domain_train_tokens else 0.0
+    return (
+        f"No domain task ({', '.join(domain_tasks)}) moved beyond two paired standard errors for any model. "
+        f"cpt trained on {cpt_tokens:,} tokens, about {seen:,.0f} of them domain text: {share:.1f}% of the "
+        f"{domain_train_tokens:,} domain training tokens, seen once. Held-out bits-per-byte is a per-token "
+        "measure over every word and moves first; tasks that turn on a name, a definition or one word of a "
+        "passage most likely need more of the domain seen (cpt.max_tokens, or the recipe on a GPU)."
+    )
+
+
 def _split_counts(entry: dict[str, Any], split: str) -> str:
     counts = entry.get("splits", {}).get(split)
     return f"{counts['documents']:,}" if counts else "-"

@@ -36,9 +36,22 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     history = read_jsonl(Path(inputs["cpt"]))
     title = params.title or f"Domain adaptation report: {ctx.recipe or 'recipe'}"
     comparisons = report.compare_models(evals)
+    notes = report.warnings(stats, comparisons)
+    cpt_metrics_path = Path(inputs["cpt"]).parent / "metrics.json"
+    pack = json.loads((Path(inputs["packed"]) / "pack.json").read_text(encoding="utf-8"))
+    if "base" in evals and cpt_metrics_path.exists():
+        cpt_metrics = json.loads(cpt_metrics_path.read_text(encoding="utf-8"))
+        note = report.budget_note(
+            evals,
+            comparisons,
+            int(cpt_metrics["train_tokens"]),
+            1 - float(cpt_metrics["general_token_share"]),
+            int(pack["sets"].get("domain_train", {}).get("tokens", 0)),
+        )
+        notes += [note] if note else []
     lead: list[tuple[str, Any]] = [
         ("Verdict: each model against base", report.verdict_table(evals, comparisons)),
-        ("Warnings", report.warnings(stats, comparisons)),
+        ("Warnings", notes),
     ]
     sections: list[tuple[str, Any]] = [
         (
@@ -69,7 +82,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
             "a word n-gram with an eval item were dropped (per source in the table above). Eval items are never "
             "trained on.",
         ),
-        ("Packed training data", report.pack_table(json.loads((Path(inputs["packed"]) / "pack.json").read_text()))),
+        ("Packed training data", report.pack_table(pack)),
     ]
     images: list[tuple[str, str, bytes]] = []
     for heading, name, png in (
@@ -241,7 +254,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
 
 SPEC = StageSpec(
     name="report",
-    version=4,
+    version=5,
     params=ReportParams,
     inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus", "packed"),
     optional_inputs=("plan",),

@@ -8,6 +8,7 @@ import pytest
 from eval import significance
 from eval.report import (
     Cell,
+    budget_note,
     change_table,
     compare_models,
     corpus_table,
@@ -220,3 +221,12 @@ def test_corpus_table_one_row_per_source_with_top_reasons_and_the_rest_folded():
     assert warnings({"sources": {"docs": {"dropped": {"x": 30}, "kept": 10}}}, {}) == [
         "source docs lost 30 of 40 documents (75%) to filters"
     ]
+
+
+def test_budget_note_only_when_no_domain_task_moved_and_with_the_measured_share():
+    evals = _paired_evals()
+    assert budget_note(evals, compare_models(evals, resamples=500), 32768, 0.75, 1_780_470) is None  # cpt moved
+    flat = {name: evals["base"] for name in ("base", "cpt", "sft")}
+    note = budget_note(flat, compare_models(flat, resamples=500), 32768, 0.75, 1_780_470)
+    assert note.startswith("No domain task (license_id, recall) moved beyond two paired standard errors")
+    assert "about 24,576 of them domain text: 1.4% of the 1,780,470 domain training tokens" in note
