@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
 from stages.fingerprint import fingerprint_paths
-from stages.text_blocks import check_filter_names
+from stages.text_blocks import CODE_FENCE, check_filter_names
 from stages.user_data import UserDataError, check_name, jsonl_records
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
@@ -428,7 +428,6 @@ def _read_folder(spec: SourceSpec) -> Iterator[dict[str, Any]]:
 
 SECTION_MIN_CHARS = 500
 """A section shorter than this joins the next one: a heading with one line under it is not a document."""
-_FENCE = re.compile(r"^\s*(?:```|~~~)")
 
 
 def split_sections(text: str, level: int = 2) -> list[tuple[str, str]]:
@@ -438,7 +437,7 @@ def split_sections(text: str, level: int = 2) -> list[tuple[str, str]]:
     sections: list[tuple[str, list[str]]] = [("", [])]
     in_fence = False
     for line in text.split("\n"):
-        if _FENCE.match(line):
+        if CODE_FENCE.match(line):
             in_fence = not in_fence
         is_heading = not in_fence and heading.match(line) is not None
         if is_heading and sum(len(x) for x in sections[-1][1]) >= SECTION_MIN_CHARS:

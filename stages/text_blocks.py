@@ -55,7 +55,8 @@ def check_filter_names(names: list[str] | None) -> list[str] | None:
     return names
 
 
-_FENCE = re.compile(r"^\s*(?:```|~~~)")
+CODE_FENCE = re.compile(r"^\s*(?:```|~~~)")
+"""A Markdown code fence, opening or closing."""
 _INDENTED = re.compile(r"^(?: {4}|\t)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -131,7 +132,7 @@ class BoilerplateLines(BaseFormatter):
         lines = text.split("\n")
         kept, in_fence = [], False
         for line in lines:
-            if _FENCE.match(line):
+            if CODE_FENCE.match(line):
                 in_fence = not in_fence
             # Web chrome is never inside a fenced or indented code block; code there stays as written.
             if in_fence or _INDENTED.match(line) or not _BOILERPLATE.search(line):
