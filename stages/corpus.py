@@ -39,8 +39,6 @@ PAIRLESS_TASKS = frozenset({"cloze", "knowledge_probe"})
 """Task types that only score models (probes) and build no instruction pairs."""
 SFT_ONLY_TASKS = frozenset({"reading_comprehension"})
 """Task types that only build instruction pairs and have no items to score."""
-NOT_FILTER_REASONS = ("near-duplicate", "shares a ")
-"""Drop reasons that are not filters (deduplication, decontamination): the drop warning leaves them out."""
 
 
 class TaskSpec(BaseModel):
@@ -419,6 +417,7 @@ def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, d
             "profile": profile_of(spec, params),
             "dropped": Counter(),
             "boilerplate_lines_removed": 0,
+            "adapter_dropped": 0,
             "splits": {split: {"documents": 0, "bytes": 0} for split in SPLITS},
         }
     for part in ("ingest", "clean"):
@@ -429,6 +428,8 @@ def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, d
                 continue
             if label == "dropped":
                 stats[source]["dropped"][reason] += int(value)
+                if part == "ingest":  # the adapter's own selection (gettext messages, retired licenses)
+                    stats[source]["adapter_dropped"] += int(value)
             elif label == "boilerplate lines":
                 stats[source]["boilerplate_lines_removed"] += int(value)
     reason = f"near-duplicate (MinHash, similarity above ~{params.minhash.threshold:.2f})"
@@ -446,12 +447,13 @@ _FILTER_FIXES = {
 
 
 def drop_warnings(stats: dict[str, dict[str, Any]], threshold: float) -> list[str]:
-    """One line per source whose filters dropped more than ``threshold`` of what it read: the top reasons
-    and the setting that turns each off (deduplication and decontamination are not filters)."""
+    """One line per source whose filters dropped more than ``threshold`` of the documents they saw: the top
+    reasons and the setting that turns each off. Deduplication and decontamination are not filters, and
+    neither is an adapter's own selection (gettext counts skipped messages, not documents)."""
     lines = []
     for name, entry in stats.items():
-        filtered = {r: n for r, n in entry["dropped"].items() if not r.startswith(NOT_FILTER_REASONS)}
-        read = entry.get("read") or 1
+        filtered = {r: n for r, n in entry["dropped"].items() if r.startswith(_FILTER_PREFIXES)}
+        read = (entry.get("read") or 0) - entry.get("adapter_dropped", 0) or 1
         if sum(filtered.values()) <= threshold * read:
             continue
         top = sorted(filtered.items(), key=lambda item: -item[1])[:3]
@@ -465,6 +467,10 @@ def drop_warnings(stats: dict[str, dict[str, Any]], threshold: float) -> list[st
             f"top reasons: {reasons}"
         )
     return lines
+
+
+_FILTER_PREFIXES = (*FILTER_NAMES, "shorter than min_chars")
+"""How the clean pass names its drops: a filter's name, or the length floor."""
 
 
 def _fix_for(reason: str) -> str:

@@ -58,11 +58,13 @@ def test_web_profile_guts_technical_docs_and_says_so_curated_keeps_them(tmp_path
     assert not [w for w in curated["warnings"] if "'manual'" in w]
 
 
-def test_drop_warning_leaves_out_dedup_and_decontamination():
+def test_drop_warning_leaves_out_dedup_decontamination_and_the_adapters_own_selection():
     stats = {
         "a": {"read": 10, "dropped": {"near-duplicate (MinHash, similarity above ~0.72)": 5, "shares a 13-gram": 3}},
         "b": {"read": 10, "dropped": {"shorter than min_chars": 3, "language: language is de, not en": 1}},
         "c": {"read": 10, "dropped": {"shorter than min_chars": 2}},
+        # gettext counts skipped messages (not documents) at ingest: 990 of them, then 10 documents of 16 pairs
+        "d": {"read": 1000, "adapter_dropped": 990, "dropped": {"gettext message: too few words": 990}},
     }
     lines = drop_warnings(stats, 0.2)
     assert len(lines) == 1 and lines[0].startswith("source 'b': filters dropped 4 of 10 documents (40%")
