@@ -196,12 +196,11 @@ def filter_chains(params: CorpusParams) -> dict[str, list[str]]:
     """Each source's filters: its own list, else its profile's chain, else the corpus default."""
     chains = {}
     for spec in params.sources:
-        if spec.filters is not None:
-            chains[spec.name] = spec.filters
-        elif spec.profile is None and params.filters is not None:
-            chains[spec.name] = params.filters
+        profile = profile_of(spec, params)
+        if profile != "custom":
+            chains[spec.name] = list(PROFILES[profile])
         else:
-            chains[spec.name] = list(PROFILES[spec.profile or params.profile])
+            chains[spec.name] = spec.filters if spec.filters is not None else params.filters
     return chains
 
 
@@ -284,8 +283,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         built[spec.label] = task
     del docs, samples
     entries = [
-        (spec.label, spec.type, spec.source, kinds[spec.source], getattr(built[spec.label], "origin", "held_out"))
-        for spec in params.tasks
+        (spec.label, spec.type, spec.source, kinds[spec.source], built[spec.label].origin) for spec in params.tasks
     ]
     for user_set in params.evals:  # every item kept: the user chose them
         built[user_set.name] = _user_eval_task(user_set)
@@ -310,7 +308,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(label, i)], i))[: max_items[label]]
         chosen |= {(label, i) for i in order}
         task.eval_items = [task.eval_items[i] for i in sorted(order)]
-        if task.output_type == "multiple_choice" and label in probe_labels:  # count what was kept, not offered
+        if label in probe_labels:  # count what was kept, not what was offered
             task.description = mined_tasks.cloze_description(task.eval_items, task.origin == "training")
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
