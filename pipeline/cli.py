@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.new_recipe import DEFAULT_BASE_MODEL, NewRecipeError, write_recipe
 from pipeline.recipe import RECIPES_DIR, RecipeError, available_recipes, load_recipe
 from pipeline.runner import Runner, configure_console
-from pipeline.store import Store
+from pipeline.store import Store, StoreError
 from stages import REGISTRY
 from stages.base import StageError
 
@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--store", type=Path, default=DEFAULT_STORE, help="output store (default: runs/ or $DAPT_STORE)"
         )
+        if name == "run":
+            cmd.add_argument(
+                "--wait",
+                action=argparse.BooleanOptionalAction,
+                default=True,
+                help="a stage another run on this store is computing: wait for it and reuse its result (default); "
+                "--no-wait fails at once (exit 3), naming that run's pid and host",
+            )
+            cmd.add_argument(
+                "--until",
+                metavar="STAGE",
+                help="stop after this stage (and the ones before it in the run order), e.g. --until corpus",
+            )
         _add_verbose(cmd)
     sub.add_parser("list", help="list stages and recipes")
     new = sub.add_parser(
@@ -131,15 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         return _new(args)
     try:
         recipe = load_recipe(args.recipe, _split_overrides(args.overrides))
-        runner = Runner(recipe, Store(args.store))
+        runner = Runner(recipe, Store(args.store), wait=getattr(args, "wait", True))
         if args.command in ("plan", "explain"):
             _print_plan(runner, args.stage, explain=args.command == "explain")
             return 0
         if args.command == "report":
             return _print_report(runner)
-        runner.run(force=args.stage)
-        _print_report(runner, brief=True)
+        runner.run(force=args.stage, until=args.until)
+        if args.until is None:
+            _print_report(runner, brief=True)
         return 0
+    except StoreError as exc:  # another run holds a key (--no-wait), or the store refused to lose a result
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except (RecipeError, StageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

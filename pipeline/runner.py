@@ -5,6 +5,12 @@ fingerprints and its libraries; reuse the stored result when that key is done; o
 stage into a partial directory and commit it atomically. ``plan`` does the same without running
 and names, for every node that would run, the param, input or library that changed since the
 recipe's last run.
+
+Several runs may share a store: a node that runs holds its key's store lock from ``begin`` to
+``commit``. A run that needs a key another run is computing waits for it and then reuses its
+result (``wait=True``, the CLI's ``--wait``), or fails at once naming the other run's pid and host
+(``--no-wait``). Nothing another run finished is ever removed, except by an explicit ``--stage``
+of a result that was already finished when this run planned.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pipeline.dag import Node, downstream_of
 from pipeline.executor import run_stage
 from pipeline.keys import library_versions, stage_key
 from pipeline.recipe import Recipe
-from pipeline.store import Store
+from pipeline.store import Store, StoreBusy, describe_owner
 from stages import REGISTRY
 from stages.base import StageContext
 
@@ -92,6 +98,8 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
     """What the key was made of, saved as the node's ref after it is done."""
+    done_at_plan: bool = False
+    """The key was finished when planned: a forced rerun replaces that result, and only that one."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -124,9 +132,11 @@ def _diff(section: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 class Runner:
     """Plans and executes one recipe over a store."""
 
-    def __init__(self, recipe: Recipe, store: Store):
+    def __init__(self, recipe: Recipe, store: Store, wait: bool = True):
         self.recipe = recipe
         self.store = store
+        self.wait = wait
+        """A key another run holds: wait for it and reuse its result (True), or fail at once (False)."""
 
     def plan(self, force: list[str] | None = None) -> list[Decision]:
         """Decide reuse or run for every node; ``force`` reruns those nodes and all downstream."""
@@ -159,16 +169,22 @@ class Runner:
                 "external": external,
                 "libraries": libraries,
             }
-            decision = Decision(node, key, "reuse", record=record)
+            done = self.store.is_done(spec.name, key)
+            decision = Decision(node, key, "reuse", record=record, done_at_plan=done)
             if node.name in forced:
                 decision.action = "run"
                 decision.reasons.append(
                     "forced (--stage/--force)" if force and node.name in force else "downstream of a forced stage"
                 )
-            elif not self.store.is_done(spec.name, key):
+            elif not done:
                 decision.action = "run"
                 decision.reasons.extend(self._why_changed(node, record))
-                if self.store.partial_dir(spec.name, key).exists():
+                holder = self.store.holder(spec.name, key)
+                if holder is not None:
+                    decision.reasons.append(
+                        f"another run is computing it now ({describe_owner(holder)}): waits for it, then reuses it"
+                    )
+                elif self.store.partial_dir(spec.name, key).exists():
                     decision.reasons.append("an interrupted run of this key exists: resuming it")
             else:
                 decision.reasons.append(f"unchanged, cached at {self.store.final_dir(spec.name, key)}")
@@ -203,24 +219,62 @@ class Runner:
             if until not in names:
                 raise ValueError(f"unknown stage '{until}'; stages of this recipe: {', '.join(names)}")
             decisions = decisions[: names.index(until) + 1]
+        if not self.wait:
+            self._fail_if_busy(decisions)
         outputs: dict[str, dict[str, Any]] = {}
         total = len(decisions)
         self.outputs = outputs
         for index, decision in enumerate(decisions, 1):
             node, spec = decision.node, REGISTRY[decision.node.stage]
             header = f"[{index}/{total}] {node.name}"
-            if decision.action == "run" and self.store.is_done(spec.name, decision.key):
-                self.store.invalidate(spec.name, decision.key)  # forced: the old result goes
             if decision.action == "reuse":
                 log.info("%s: reused (%s)", header, "; ".join(decision.reasons))
             else:
-                log.info("%s: running (%s)", header, "; ".join(decision.reasons))
-                self._execute(decision, outputs)
+                self._run_locked(decision, header, outputs)
             outputs[node.name] = self._resolve_outputs(spec.name, decision.key)
             self.store.write_ref(self.recipe.name, node.name, decision.record)
         ran = sum(d.action == "run" for d in decisions)
         log.info("done: %d stage(s) ran, %d reused", ran, total - ran)
         return decisions
+
+    def _fail_if_busy(self, decisions: list[Decision]) -> None:
+        """``--no-wait``: refuse before anything runs when another run holds a key this one must compute."""
+        busy = []
+        for decision in decisions:
+            if decision.action != "run":
+                continue
+            stage = REGISTRY[decision.node.stage].name
+            holder = self.store.holder(stage, decision.key)
+            if holder is not None:
+                busy.append(f"{decision.node.name} ({stage} {decision.key[:12]}) by {describe_owner(holder)}")
+        if busy:
+            raise StoreBusy(
+                "another run is computing what this one needs: "
+                + "; ".join(busy)
+                + ". Rerun with --wait (the default) to wait for it and reuse its results"
+            )
+
+    def _run_locked(self, decision: Decision, header: str, outputs: dict[str, dict[str, Any]]) -> None:
+        """Run one node holding its key's lock; reuse the result instead when another run finished it meanwhile."""
+        spec = REGISTRY[decision.node.stage]
+
+        def say_waiting(owner: dict[str, Any] | None) -> None:
+            computing = f"{spec.name} {decision.key[:12]}"
+            log.info("%s: waiting for %s, which is computing %s", header, describe_owner(owner), computing)
+
+        with self.store.lock(spec.name, decision.key, wait=self.wait, recipe=self.recipe.name, on_wait=say_waiting):
+            finished_meanwhile = self.store.complete_interrupted_commit(spec.name, decision.key) or (
+                self.store.is_done(spec.name, decision.key) and not decision.done_at_plan
+            )
+            if finished_meanwhile:
+                decision.action = "reuse"
+                decision.reasons.append("finished by another run while this one planned or waited")
+                log.info("%s: reused (%s)", header, decision.reasons[-1])
+                return
+            if self.store.is_done(spec.name, decision.key):
+                self.store.invalidate(spec.name, decision.key)  # forced: the result this run planned over goes
+            log.info("%s: running (%s)", header, "; ".join(decision.reasons))
+            self._execute(decision, outputs)
 
     def _resolve_outputs(self, stage: str, key: str) -> dict[str, Any]:
         manifest = self.store.manifest(stage, key)

@@ -1,0 +1,78 @@
+"""The runner on a shared store: it never removes a result another run just committed, and ``wait=False``
+refuses before running anything while another run holds a key it needs.
+
+The recipe is the model stage alone on a local folder, which runs in milliseconds; the store, lock
+and runner code paths are the real ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.dag import Node
+from pipeline.recipe import Recipe
+from pipeline.runner import Runner
+from pipeline.store import SUCCESS, Store, StoreBusy
+from stages.model import ModelParams
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _model_only(tmp_path: Path) -> Recipe:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    params = ModelParams(name=str(folder))
+    return Recipe(name="t", path=None, nodes=[Node("model", "model")], params={"model": params}, raw={})
+
+
+def test_a_result_committed_by_another_run_after_planning_is_reused_not_removed(tmp_path):
+    store = Store(tmp_path / "runs")
+    runner = Runner(_model_only(tmp_path), store)
+    planned = runner.plan()
+    decision = planned[0]
+    assert decision.action == "run"
+    # Between this run's plan and its execution, another run finishes the same key.
+    other = store.begin("model", decision.key)
+    (other / "theirs.txt").write_text("the other run's result")
+    store.commit("model", decision.key, {"outputs": {"model": {"ref": "elsewhere"}}, "recipe": "other"})
+    runner.plan = lambda force=None: planned  # run exactly the plan made before the other run committed
+    runner.run()
+    final = store.final_dir("model", decision.key)
+    assert decision.action == "reuse" and "finished by another run" in decision.reasons[-1]
+    assert (final / "theirs.txt").exists() and (final / SUCCESS).exists()
+    assert store.manifest("model", decision.key)["recipe"] == "other"
+
+
+def test_forced_rerun_still_replaces_the_result_it_planned_over(tmp_path):
+    store = Store(tmp_path / "runs")
+    recipe = _model_only(tmp_path)
+    Runner(recipe, store).run()
+    decisions = Runner(recipe, store).run(force=["model"])
+    assert decisions[0].action == "run" and store.manifest("model", decisions[0].key)["recipe"] == "t"
+
+
+def test_no_wait_refuses_before_running_anything_and_names_the_holder(tmp_path):
+    store = Store(tmp_path / "runs")
+    runner = Runner(_model_only(tmp_path), store, wait=False)
+    key = runner.plan()[0].key
+    code = (
+        "import time\nfrom pipeline.store import Store\n"
+        f"with Store({str(store.root)!r}).lock('model', {key!r}, recipe='teammate'):\n"
+        "    print('held', flush=True)\n    time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert "another run is computing it now (pid" in runner.plan()[0].reasons[-1]
+        with pytest.raises(StoreBusy, match=rf"model \(model {key[:12]}\) by pid {holder.pid} on host"):
+            runner.run()
+        assert not store.partial_dir("model", key).exists() and not store.is_done("model", key)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runner.run()[0].action == "run" and store.is_done("model", key)
