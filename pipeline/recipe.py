@@ -19,6 +19,7 @@ from pipeline.dag import Node, default_graph, validate
 from pipeline.executor import ExecutorSpec
 from stages import REGISTRY
 from stages.base import Params
+from stages.user_data import check_name
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -167,6 +168,25 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         unknown = sorted(set(executor.stages) - {node.stage for node in nodes})
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
+    if "corpus" in validated_sections and not validated_sections["corpus"].sources:
+        problems.append(
+            "sources: empty; a recipe needs at least one 'domain' and one 'general' text source (top-level "
+            "'sources:' or corpus.sources), e.g. [{name: docs, kind: domain, type: folder, path: docs/}, "
+            "{name: replay, kind: general, type: python_docs}]"
+        )
+    if "plan" in validated_sections and "cpt" in validated_sections:
+        proxy_tokens, seq_len = validated_sections["plan"].proxy_tokens, validated_sections["cpt"].seq_len
+        if proxy_tokens < seq_len:
+            problems.append(
+                f"plan.proxy_tokens: {proxy_tokens} is under one block of cpt.seq_len={seq_len}; "
+                f"give each proxy {seq_len} tokens or more"
+            )
+    name = str(raw.get("name") or default_name)
+    try:
+        check_name(name)
+    except ValueError as exc:
+        where = "name" if raw.get("name") else f"name (from the file name '{default_name}'; set 'name:' to change it)"
+        problems.append(f"{where}: {exc}, because it names folders in the store (refs/<name>/)")
     if "pack" in validated_sections and "cpt" in validated_sections:
         pack_len, cpt_len = validated_sections["pack"].seq_len, validated_sections["cpt"].seq_len
         if "seq_len" in (raw.get("pack") or {}) and pack_len != cpt_len:
@@ -181,7 +201,6 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         validated_sections["plan"] = validated_sections["plan"].model_copy(update={"cpt": proxy_cpt})
     for node in nodes:
         params[node.name] = validated_sections[node.params_section]
-    name = str(raw.get("name") or default_name)
     return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor)
 
 
@@ -190,7 +209,9 @@ def _describe(section: str, model_cls: type[BaseModel], exc: ValidationError) ->
     lines = []
     for error in exc.errors():
         dotted = ".".join([section, *(str(p) for p in error["loc"])])
-        if error["type"] == "extra_forbidden":
+        if not error["loc"]:  # a check across fields: its message names the keys; the input is the whole section
+            lines.append(f"{section}: {error['msg'].removeprefix('Value error, ')}")
+        elif error["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(model_cls.model_fields))
             lines.append(f"{dotted}: unknown key; allowed keys in '{section}': {allowed}")
         else:

@@ -159,6 +159,9 @@ class CorpusParams(Params):
         for task in self.tasks:
             if task.source not in names:
                 raise ValueError(f"task '{task.label}' names source '{task.source}'; the sources are {sorted(names)}")
+        meta_problems = _task_meta_problems(self.tasks, self.sources)
+        if meta_problems:
+            raise ValueError("; ".join(meta_problems))
         labels = [t.label for t in self.tasks] + [e.name for e in self.evals]
         if len(set(labels)) != len(labels):
             raise ValueError(f"task and eval set names must be unique (set 'name' on repeated types), got {labels}")
@@ -174,6 +177,34 @@ class CorpusParams(Params):
                 f"[{{type: reading_comprehension, source: {domain}}}] (pairs mined from the text)"
             )
         return self
+
+
+def _task_meta_problems(tasks: list[TaskSpec], specs: list[SourceSpec]) -> list[str]:
+    """Tasks whose source cannot give the document meta their builder reads, found before any source is read.
+
+    ``task_builders.REQUIRED_META`` says what each builder reads, ``sources.provided_meta`` what each
+    source gives; sources whose fields are known only when read (parquet, hf) are left to the builder."""
+    by_name = {spec.name: spec for spec in specs}
+    problems = []
+    for index, task in enumerate(tasks):
+        needed = task_builders.REQUIRED_META.get(task.type, ())
+        spec = by_name.get(task.source)
+        if not needed or spec is None:
+            continue
+        try:
+            given = sources.provided_meta(spec)
+        except StageError:
+            continue  # a missing file is reported by the sources check, with its own message
+        missing = [key for key in needed if given is not None and key not in given]
+        if missing:
+            fitting = sorted(t for t, f in sources.PROVIDED_META.items() if f is not None and set(needed) <= f)
+            problems.append(
+                f"corpus.tasks.{index} (task '{task.label}', type {task.type}) needs documents with meta "
+                f"{list(needed)}, but source '{spec.name}' (type {spec.type}) gives {sorted(given or [])}, "
+                f"lacking {missing}: use a source of type {' or '.join(fitting)}, or a jsonl source whose "
+                f"records carry {', '.join(needed)}"
+            )
+    return problems
 
 
 def fingerprint(params: CorpusParams) -> dict[str, Any]:

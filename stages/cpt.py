@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
@@ -71,6 +71,20 @@ class CptParams(Params):
     trust_remote_code: bool = False
 
     COSMETIC = frozenset({"report_to"})
+
+    @model_validator(mode="after")
+    def _trainable(self) -> CptParams:
+        """What ``train`` would refuse after the corpus and pack stages ran, refused at recipe load instead."""
+        problems = [launch.batch_problem("cpt", self.batch_size, self.micro_batch_size, self.num_processes)]
+        if self.max_tokens < self.seq_len:
+            problems.append(
+                f"cpt.max_tokens={self.max_tokens} is under one block of cpt.seq_len={self.seq_len}: "
+                f"raise cpt.max_tokens to {self.seq_len} or more (or lower cpt.seq_len)"
+            )
+        found = [p for p in problems if p]
+        if found:
+            raise ValueError("; ".join(found))
+        return self
 
 
 class PackedBlocks:

@@ -29,6 +29,21 @@ CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "accelerate"
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 
 
+def batch_problem(section: str, batch_size: int, micro_batch_size: int, num_processes: int) -> str | None:
+    """A recipe's batch that no gradient accumulation reaches, found at load time instead of when training starts.
+
+    One optimizer step takes ``micro_batch_size`` examples in each of ``num_processes`` processes,
+    ``batch_size / (micro_batch_size x num_processes)`` times over, so that quotient must be whole."""
+    per_step = micro_batch_size * num_processes
+    if batch_size % per_step == 0:
+        return None
+    return (
+        f"{section}.batch_size={batch_size} is not a multiple of {section}.micro_batch_size x "
+        f"{section}.num_processes = {micro_batch_size} x {num_processes} = {per_step}: set {section}.batch_size "
+        f"to {per_step}, {2 * per_step}, ... or pick a {section}.micro_batch_size that divides it"
+    )
+
+
 def in_worker() -> bool:
     return os.environ.get(WORKER_ENV) == "1"
 

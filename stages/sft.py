@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec, require
@@ -57,6 +57,20 @@ class SftParams(Params):
     trust_remote_code: bool = False
 
     COSMETIC = frozenset({"report_to"})
+
+    @model_validator(mode="after")
+    def _trainable(self) -> SftParams:
+        """What ``run`` would refuse after cpt trained, refused at recipe load instead."""
+        problems = [launch.batch_problem("sft", self.batch_size, self.micro_batch_size, self.num_processes)]
+        if self.method != "full" and self.strategy != "ddp":
+            problems.append(
+                f"sft.method={self.method} with sft.strategy={self.strategy}: the adapters are merged on one "
+                "process, so lora and qlora run under ddp only; set sft.strategy=ddp, or sft.method=full"
+            )
+        found = [p for p in problems if p]
+        if found:
+            raise ValueError("; ".join(found))
+        return self
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[str, Any]:

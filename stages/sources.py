@@ -62,8 +62,8 @@ class SourceSpec(BaseModel):
     """Configuration (subset) of an hf dataset, e.g. ``sample-10BT`` or ``en-es``."""
     license: str = "unknown"
     """License of the text, recorded with every document's provenance."""
-    max_documents: int | None = None
-    """Read at most this many documents (None: all)."""
+    max_documents: int | None = Field(None, ge=1)
+    """Read at most this many documents (None: all; 0 would make a source that gives nothing)."""
     sample: float = Field(1.0, gt=0, le=1)
     """Keep this share of documents, chosen by a hash of the id (stable across runs and corpus versions)."""
     min_chars: int | None = Field(None, ge=0)
@@ -90,6 +90,36 @@ class SourceSpec(BaseModel):
 
     _known_filters = field_validator("filters")(check_filter_names)
     _safe_name = field_validator("name")(check_name)
+
+
+PROVIDED_META: dict[str, frozenset[str] | None] = {
+    "licensedcode": frozenset({"name", "spdx", "category"}),
+    "python_docs": frozenset(),
+    "gcide": frozenset({"term", "definition", "tags"}),
+    "xbrl": frozenset({"term", "definition", "taxonomy"}),
+    "sec_forms": frozenset({"term", "definition"}),
+    "icd10cm": frozenset({"chapter", "diagnoses"}),
+    "bible": frozenset({"pairs", "source_lang", "target_lang"}),
+    "gettext": frozenset({"pairs", "source_lang", "target_lang"}),
+    "txt": frozenset(),
+    "folder": frozenset({"file", "section"}),
+    "jsonl": None,
+    "parquet": None,
+    "hf": None,
+}
+"""The meta fields each adapter attaches to every document (besides ``license``), so a task that needs
+others is refused at recipe load. None: the records' own fields (jsonl: read from the first record;
+parquet and hf: known only when read, so the task builder checks them then)."""
+
+
+def provided_meta(spec: SourceSpec) -> frozenset[str] | None:
+    """The meta fields this source's documents carry, or None where only reading them all would tell."""
+    if spec.type == "jsonl":
+        for doc in _read_jsonl(spec):
+            return frozenset(doc["meta"]) | {"license"}
+        return None
+    fields = PROVIDED_META[spec.type]
+    return None if fields is None else fields | {"license"}
 
 
 FOLDER_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf")

@@ -81,7 +81,7 @@ def _require_meta(docs: list[dict[str, Any]], keys: tuple[str, ...], task: str) 
 def license_id(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
     """Legal: a license excerpt -> which license it is (SFT answer: name and SPDX id; eval: 4-way choice)."""
     question = "Which license is this excerpt from?"
-    _require_meta(train + held_out, ("name", "spdx"), "license_id")
+    _require_meta(train + held_out, REQUIRED_META["license_id"], "license_id")
     rng = random.Random(seed)
     task = TaskData(
         f"{question} {N_CHOICES}-way choice among license names; excerpts of 48 words from held-out licenses",
@@ -109,7 +109,7 @@ def _definition_builder(name: str, question: Callable[[str], str], describe: str
     """A term -> definition task: SFT writes the definition, eval picks it among held-out definitions."""
 
     def build(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
-        _require_meta(train + held_out, ("term", "definition"), name)
+        _require_meta(train + held_out, REQUIRED_META[name], name)
         rng = random.Random(seed)
         task = TaskData(
             f"{describe} {N_CHOICES}-way choice; distractors are definitions of other held-out terms",
@@ -149,7 +149,7 @@ form_purpose = _definition_builder(
 def xbrl_element(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
     """SEC-finance: an XBRL element's FASB definition -> the element's name."""
     question = "Which US-GAAP XBRL element does this definition describe?"
-    _require_meta(train + held_out, ("term", "definition"), "xbrl_element")
+    _require_meta(train + held_out, REQUIRED_META["xbrl_element"], "xbrl_element")
     rng = random.Random(seed)
     task = TaskData(
         f"{question} {N_CHOICES}-way choice among held-out element names",
@@ -173,7 +173,7 @@ def xbrl_element(train: list[dict], held_out: list[dict], seed: int, max_pairs: 
 def icd_chapter(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
     """Health: an ICD-10-CM diagnosis description -> its chapter (one document is one 3-character category)."""
     question = "Which ICD-10-CM chapter does this diagnosis belong to?"
-    _require_meta(train + held_out, ("chapter", "diagnoses"), "icd_chapter")
+    _require_meta(train + held_out, REQUIRED_META["icd_chapter"], "icd_chapter")
     rng = random.Random(seed)
     chapters = sorted({d["meta"]["chapter"] for d in train + held_out})
     if len(chapters) < N_CHOICES:
@@ -211,7 +211,7 @@ def translation(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
     score of copying the English source unchanged."""
     import sacrebleu
 
-    _require_meta(train + held_out, ("pairs", "source_lang", "target_lang"), "translation")
+    _require_meta(train + held_out, REQUIRED_META["translation"], "translation")
     rng = random.Random(seed)
 
     def usable(docs: list[dict]) -> list[tuple[str, dict, list[str]]]:
@@ -268,6 +268,20 @@ def _mined(name: str) -> Builder:
     build.__doc__ = f"``stages.mined_tasks.{name}``: a task mined from plain text of any domain."
     return build
 
+
+REQUIRED_META: dict[str, tuple[str, ...]] = {
+    "license_id": ("name", "spdx"),
+    "term_definition": ("term", "definition"),
+    "form_purpose": ("term", "definition"),
+    "xbrl_element": ("term", "definition"),
+    "icd_chapter": ("chapter", "diagnoses"),
+    "translation": ("pairs", "source_lang", "target_lang"),
+    "reading_comprehension": (),
+    "cloze": (),
+    "knowledge_probe": (),
+}
+"""The document meta each builder reads (``_require_meta`` in it), so a recipe pairing a task with a source
+that lacks them is refused at load time rather than after the corpus stage read every source."""
 
 BUILDERS: dict[str, Builder] = {
     "license_id": license_id,

@@ -1,6 +1,7 @@
 """Recipe validation: every shipped recipe loads; a wrong key or value is named with what is allowed."""
 
 import pytest
+import yaml
 
 from pipeline.recipe import RecipeError, apply_overrides, available_recipes, load_recipe, parse_override, resolve
 
@@ -86,3 +87,135 @@ def test_plan_section_adds_the_plan_stage_and_checks_its_grid():
     with pytest.raises(RecipeError, match=r"plan\.domain_shares: Value error, need at least 3 distinct shares"):
         load_recipe("legal", ["plan.domain_shares=[0.5,1.0]"])
     assert "plan" not in [node.name for node in load_recipe("legal").nodes]
+
+
+# --- every check that can run before training runs at load (so at plan and at the start of run) -----------
+
+
+def _problems(raw: dict) -> str:
+    with pytest.raises(RecipeError) as info:
+        resolve({"sources": MINIMAL_SOURCES, "corpus": {"tasks": MINIMAL_TASKS}, **raw}, "t", "test")
+    return str(info.value)
+
+
+def test_batch_sizes_no_accumulation_reaches_are_refused_naming_the_key():
+    message = _problems({"cpt": {"batch_size": 6, "micro_batch_size": 4}})
+    assert "cpt: cpt.batch_size=6 is not a multiple of cpt.micro_batch_size x cpt.num_processes = 4 x 1 = 4" in message
+    message = _problems({"sft": {"batch_size": 4, "micro_batch_size": 4, "num_processes": 2}})
+    assert "sft.batch_size=4 is not a multiple of sft.micro_batch_size x sft.num_processes = 4 x 2 = 8" in message
+    assert "(got {" not in message  # the section's whole input is noise; the message names the keys
+
+
+def test_max_tokens_under_one_block_is_refused():
+    message = _problems({"cpt": {"max_tokens": 100, "seq_len": 128}})
+    assert "cpt.max_tokens=100 is under one block of cpt.seq_len=128" in message
+    message = _problems({"cpt": {"seq_len": 128}, "plan": {"proxy_tokens": 64}})
+    assert "plan.proxy_tokens: 64 is under one block of cpt.seq_len=128" in message
+
+
+def test_adapters_with_a_sharding_strategy_are_refused():
+    message = _problems({"sft": {"method": "lora", "strategy": "fsdp"}})
+    assert "sft.method=lora with sft.strategy=fsdp" in message and "set sft.strategy=ddp" in message
+
+
+def test_a_task_whose_source_lacks_its_metadata_is_refused(tmp_path):
+    tasks = [*MINIMAL_TASKS, {"type": "license_id", "source": "g"}]
+    message = _problems({"corpus": {"tasks": tasks}})
+    assert "corpus.tasks.1 (task 'license_id', type license_id) needs documents with meta ['name', 'spdx']" in message
+    assert "source 'g' (type python_docs) gives ['license']" in message and "type licensedcode" in message
+    # A jsonl source is judged by its records' fields.
+    glossary = tmp_path / "glossary.jsonl"
+    glossary.write_text('{"text": "A tort is a civil wrong.", "term": "tort"}\n')
+    sources = [*MINIMAL_SOURCES, {"name": "gloss", "kind": "domain", "type": "jsonl", "path": str(glossary)}]
+    tasks = [*MINIMAL_TASKS, {"type": "term_definition", "source": "gloss"}]
+    with pytest.raises(RecipeError, match=r"corpus\.tasks\.1 .*lacking \['definition'\]"):
+        resolve({"sources": sources, "corpus": {"tasks": tasks}}, "t", "test")
+    glossary.write_text('{"text": "A tort is a civil wrong.", "term": "tort", "definition": "a civil wrong"}\n')
+    resolve({"sources": sources, "corpus": {"tasks": tasks}}, "t", "test")
+
+
+def test_every_builder_declares_the_meta_it_reads():
+    from stages import sources, task_builders
+    from stages.sources import SourceSpec
+
+    assert set(task_builders.REQUIRED_META) == set(task_builders.BUILDERS)
+    assert set(sources.PROVIDED_META) == set(SourceSpec.model_fields["type"].annotation.__args__)
+
+
+def test_empty_sources_and_max_documents_under_one_are_refused():
+    for raw in ({"sources": []}, {}):
+        with pytest.raises(RecipeError, match=r"sources: empty; a recipe needs at least one 'domain' and one"):
+            resolve(raw, "t", "test")
+    message = _problems({"sources": [dict(MINIMAL_SOURCES[0], max_documents=0), MINIMAL_SOURCES[1]]})
+    assert "corpus.sources.0.max_documents: Input should be greater than or equal to 1 (got 0)" in message
+
+
+def test_plan_and_run_refuse_before_touching_the_store(tmp_path, capsys):
+    from pipeline.cli import main
+
+    store = tmp_path / "runs"
+    for command in ("plan", "run"):
+        assert main([command, "legal", "--set", "cpt.batch_size=3", "--store", str(store)]) == 2
+        assert "cpt.batch_size=3 is not a multiple of" in capsys.readouterr().err
+    assert not store.exists()
+
+
+# --- a base_model path that does not exist is a missing local path, found at load --------------------------
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/model", "./models/x", "~/no-such-model-folder"])
+def test_missing_local_base_model_is_named_at_load_and_leaves_nothing(tmp_path, capsys, path):
+    from pipeline.cli import main
+
+    store = tmp_path / "runs"
+    for command in ("plan", "run"):
+        assert main([command, "legal", "--set", f"base_model={path}", "--store", str(store)]) == 2
+        err = capsys.readouterr().err
+        assert f"model.name: Value error, local model path '{path}' does not exist" in err
+        assert "Repo id must be" not in err
+    assert not store.exists()  # no runs/model/<key>.partial
+
+
+def test_base_model_forms_that_still_load(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    with pytest.raises(RecipeError, match=r"is not a Hugging Face model folder \(no config\.json"):
+        load_recipe("legal", [f"base_model={folder}"])
+    (folder / "config.json").write_text("{}")
+    assert load_recipe("legal", [f"base_model={folder}"]).params["model"].name == str(folder)
+    assert load_recipe("legal", ["base_model=Qwen/Qwen2.5-0.5B"]).params["model"].name == "Qwen/Qwen2.5-0.5B"
+    with pytest.raises(RecipeError, match="unknown embedded model 'embedded:nope'"):
+        load_recipe("legal", ["base_model=embedded:nope"])
+
+
+# --- names that become file names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "bad*name"])
+def test_recipe_name_must_be_a_safe_file_name(tmp_path, capsys, name):
+    from pipeline.cli import main
+
+    store = tmp_path / "deep" / "runs"
+    assert main(["plan", "legal", "--set", f"name={name}", "--store", str(store)]) == 2
+    assert f"name: name '{name}' may hold only letters, digits, '_', '.' and '-'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not store.exists()
+
+
+def test_a_recipe_file_whose_stem_is_unsafe_needs_a_name(tmp_path):
+    path = tmp_path / "my recipe.yaml"
+    path.write_text(yaml.safe_dump({"sources": MINIMAL_SOURCES, "corpus": {"tasks": MINIMAL_TASKS}}))
+    with pytest.raises(RecipeError, match=r"name \(from the file name 'my recipe'; set 'name:' to change it\)"):
+        load_recipe(str(path))
+    path.write_text(yaml.safe_dump({"name": "mine", "sources": MINIMAL_SOURCES, "corpus": {"tasks": MINIMAL_TASKS}}))
+    assert load_recipe(str(path)).name == "mine"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"sources": [dict(MINIMAL_SOURCES[0], name="../d"), MINIMAL_SOURCES[1]]},
+        {"corpus": {"tasks": [dict(MINIMAL_TASKS[0], name="../../t")]}},
+    ],
+)
+def test_source_and_task_names_must_be_safe_file_names(raw):
+    assert "may hold only letters, digits, '_', '.' and '-'" in _problems(raw)
