@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "new":
         return _new(args)
+    runner: Runner | None = None
     try:
         recipe = load_recipe(args.recipe, _split_overrides(args.overrides))
         runner = Runner(recipe, Store(args.store), wait=getattr(args, "wait", True))
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.until is None:
             _print_report(runner, brief=True)
         return 0
+    except KeyboardInterrupt:
+        resume = "python -m pipeline " + shlex.join(sys.argv[1:] if argv is None else argv)
+        print("\n" + (runner.interrupted(resume) if runner else "interrupted before any stage ran"), file=sys.stderr)
+        return 130
     except StoreError as exc:  # another run holds a key (--no-wait), or the store refused to lose a result
         print(f"error: {exc}", file=sys.stderr)
         return 3

@@ -137,6 +137,8 @@ class Runner:
         self.store = store
         self.wait = wait
         """A key another run holds: wait for it and reuse its result (True), or fail at once (False)."""
+        self.current: Decision | None = None
+        """The node running now, so an interrupted run can say where it stopped."""
 
     def plan(self, force: list[str] | None = None) -> list[Decision]:
         """Decide reuse or run for every node; ``force`` reruns those nodes and all downstream."""
@@ -274,7 +276,30 @@ class Runner:
             if self.store.is_done(spec.name, decision.key):
                 self.store.invalidate(spec.name, decision.key)  # forced: the result this run planned over goes
             log.info("%s: running (%s)", header, "; ".join(decision.reasons))
+            self.current = decision
             self._execute(decision, outputs)
+            self.current = None
+
+    def interrupted(self, resume_command: str) -> str:
+        """One line for Ctrl-C: the stage interrupted, what of it is kept, and the command that resumes it.
+
+        Read-only: the checkpoint named is the highest one with its trainer state; the stage's own
+        resume logic decides again when it reruns."""
+        decision = self.current
+        if decision is None:
+            return f"interrupted between stages: every finished stage is kept; resume with: {resume_command}"
+        stage = REGISTRY[decision.node.stage].name
+        partial = self.store.partial_dir(stage, decision.key)
+        steps = []
+        for state in partial.glob("checkpoints/checkpoint-*/trainer_state.json"):
+            suffix = state.parent.name.removeprefix("checkpoint-")
+            if suffix.isdigit():
+                steps.append((int(suffix), state.parent))
+        kept = (
+            f"last complete checkpoint {max(steps)[1]}" if steps else f"no checkpoint yet (its files stay in {partial})"
+        )
+        where = f"{decision.node.name} ({stage} {decision.key[:12]})"
+        return f"interrupted during stage {where}; kept: {kept}; resume with: {resume_command}"
 
     def _resolve_outputs(self, stage: str, key: str) -> dict[str, Any]:
         manifest = self.store.manifest(stage, key)
