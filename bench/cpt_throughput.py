@@ -190,7 +190,7 @@ def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Pat
     train = datasets.Dataset.from_dict({"input_ids": encoded["input_ids"]})
     model = load_model(model_path)
     training_args = TrainingArguments(
-        **_no_checkpoints(common_arguments(work, 0, [], 10**6, 1)),
+        **_no_checkpoints(common_arguments(work, 0, [], 1)),
         per_device_train_batch_size=args.micro_batch_size,
         gradient_accumulation_steps=args.batch_size // args.micro_batch_size,
         max_steps=args.steps,

@@ -24,7 +24,13 @@ from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.modeling import load_model, load_tokenizer, write_model_card
 from stages.pack import ROWS_PER_CHUNK, target_count
-from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
+from stages.training import (
+    checkpoint_callback,
+    common_arguments,
+    curve_callback,
+    last_complete_checkpoint,
+    write_history,
+)
 
 DEFAULT_REPLAY_RATIO = 0.25  # a quarter general tokens: the low end of what CPT studies found to curb forgetting
 
@@ -63,8 +69,10 @@ class CptParams(Params):
     """Steps between validation-loss points of the logged curves."""
     eval_tokens: int = Field(2048, ge=8)
     """Held-out tokens per validation set at each point (each costs a forward pass)."""
-    save_every: int = Field(4, ge=1)
-    """Steps between resumable checkpoints."""
+    save_every: int | None = Field(None, ge=1)
+    """Steps between resumable checkpoints; None: one every ``save_minutes`` of training."""
+    save_minutes: float = Field(10.0, gt=0)
+    """Training minutes between checkpoints when save_every is None: each costs seconds, a crash loses at most this."""
     seed: int = 0
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     """Trackers that also receive the training metrics (they are always kept in the stage output)."""
@@ -217,7 +225,7 @@ def train(
         "constant": ("constant_with_warmup", {}),
     }[params.schedule]
     args = TrainingArguments(
-        **common_arguments(out_dir, params.seed, list(params.report_to), params.save_every, 1),
+        **common_arguments(out_dir, params.seed, list(params.report_to), 1),
         per_device_train_batch_size=params.micro_batch_size,
         per_device_eval_batch_size=params.micro_batch_size,
         gradient_accumulation_steps=params.batch_size // per_step,
@@ -231,6 +239,7 @@ def train(
         eval_strategy="steps",
         eval_steps=params.eval_every,
         eval_on_start=True,
+        prediction_loss_only=True,  # the curves need the loss only; else every eval batch's logits are gathered
     )
     model = load_model(model_path, params.trust_remote_code)
     model.config.use_cache = False  # training needs no KV cache, and with one transformers skips packed-sequence masks
@@ -240,7 +249,11 @@ def train(
         train_dataset=blocks,
         eval_dataset=validation,
         data_collator=default_data_collator,
-        callbacks=[curve_callback(out_dir / "curves_live.jsonl"), *(callbacks or [])],
+        callbacks=[
+            curve_callback(out_dir / "curves_live.jsonl"),
+            checkpoint_callback(params.save_every, params.save_minutes),
+            *(callbacks or []),
+        ],
     )
     checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
     if checkpoint:
@@ -295,7 +308,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
 
 SPEC = StageSpec(
     name="cpt",
-    version=3,
+    version=4,
     params=CptParams,
     inputs=("model", "packed"),
     optional_inputs=("plan",),

@@ -143,9 +143,15 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
     }
     if backend == "vllm":
         model_args |= {"tensor_parallel_size": params.tensor_parallel_size, "gpu_memory_utilization": 0.85}
+        model: Any = backend
+    else:  # lm-eval's HF model, scoring the choices of an item with one pass over their shared context
+        from eval.shared_context import SharedContextHFLM
+
+        model = SharedContextHFLM(**model_args, batch_size=params.batch_size, device=device)
+        model_args = {}
     results = simple_evaluate(
-        model=backend,
-        model_args=model_args,
+        model=model,
+        model_args=model_args or None,
         tasks=list(names),
         task_manager=task_manager,
         batch_size=params.batch_size,
@@ -226,7 +232,7 @@ def choose_backend(requested: str) -> str:
 
 SPEC = StageSpec(
     name="eval",
-    version=3,
+    version=4,
     params=EvalParams,
     inputs=("model", "corpus"),
     run=run,

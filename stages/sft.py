@@ -19,7 +19,13 @@ from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
 from stages.modeling import load_model, load_tokenizer, write_model_card
-from stages.training import common_arguments, curve_callback, last_complete_checkpoint, write_history
+from stages.training import (
+    checkpoint_callback,
+    common_arguments,
+    curve_callback,
+    last_complete_checkpoint,
+    write_history,
+)
 
 
 class SftParams(Params):
@@ -49,8 +55,13 @@ class SftParams(Params):
     """With num_processes > 1: the accelerate config in recipes/accelerate/ to use."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: about a third more compute for far less memory."""
-    save_every: int = Field(10, ge=1)
-    """Steps between resumable checkpoints."""
+    padding_free: bool = True
+    """Each micro-batch's pairs run as one flattened sequence (trl's padding-free collator), kept apart by their
+    position ids: no compute on padding, the same loss as the padded batch."""
+    save_every: int | None = Field(None, ge=1)
+    """Steps between resumable checkpoints; None: one every ``save_minutes`` of training."""
+    save_minutes: float = Field(10.0, gt=0)
+    """Training minutes between checkpoints when save_every is None: each costs seconds, a crash loses at most this."""
     seed: int = 0
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     """Trackers that also receive the training metrics."""
@@ -97,7 +108,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         raise StageError(f"sft: the tokenizer of '{inputs['model']}' has no chat template")
 
     config = SFTConfig(
-        **common_arguments(ctx.out_dir, params.seed, list(params.report_to), params.save_every, 1),
+        **common_arguments(ctx.out_dir, params.seed, list(params.report_to), 1),
         per_device_train_batch_size=params.micro_batch_size,
         gradient_accumulation_steps=params.batch_size // per_step,
         activation_checkpointing=params.gradient_checkpointing,
@@ -116,6 +127,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         peft_config = LoraConfig(
             r=params.lora_r, lora_alpha=params.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
         )
+    collator = None
+    if params.padding_free:  # given as our collator so trl still truncates to max_length while preparing the data
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        collator = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
     trainer = SFTTrainer(
         model=_quantized_model(inputs["model"], params)
         if params.method == "qlora"
@@ -123,8 +140,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         args=config,
         train_dataset=train,
         processing_class=tokenizer,
+        data_collator=collator,
         peft_config=peft_config,
-        callbacks=[curve_callback(ctx.out_dir / "curves_live.jsonl")],
+        callbacks=[
+            curve_callback(ctx.out_dir / "curves_live.jsonl"),
+            checkpoint_callback(params.save_every, params.save_minutes),
+        ],
     )
     if len(trainer.train_dataset) == 0:
         raise StageError(
@@ -198,7 +219,7 @@ def _merge_into_full_precision(trainer: Any, base: str, params: SftParams, out: 
 
 SPEC = StageSpec(
     name="sft",
-    version=1,
+    version=2,
     params=SftParams,
     inputs=("model", "corpus"),
     run=run,
