@@ -7,6 +7,7 @@ cpt, sft, merge) so retraining one model never re-evaluates the others.
 
 from __future__ import annotations
 
+import functools
 import json
 from itertools import zip_longest
 from pathlib import Path
@@ -50,6 +51,25 @@ class EvalParams(Params):
     """Folders of the user's own lm-eval task YAMLs, scored for every model beside the built tasks."""
     trust_remote_code: bool = False
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _benchmarks_known(cls, value: list[str]) -> list[str]:
+        """Names lm-eval does not know, refused at recipe load rather than after all training (eval_base)."""
+        if not value:
+            return value
+        import difflib
+
+        known = lm_eval_benchmark_names()
+        problems = []
+        for index, name in enumerate(value):
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else "; list them with `lm-eval ls tasks`"
+                problems.append(f"eval.benchmarks.{index}: lm-eval has no task '{name}'{hint}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("task_dirs")
     @classmethod
     def _task_dirs_readable(cls, value: list[str]) -> list[str]:
@@ -59,6 +79,15 @@ class EvalParams(Params):
             except TaskDirsError as exc:
                 raise ValueError(str(exc)) from exc
         return value
+
+
+@functools.cache
+def lm_eval_benchmark_names() -> tuple[str, ...]:
+    """Every task, group and tag lm-eval ships (indexing its YAMLs takes seconds, so once per process)."""
+    require("lm_eval", "pip install lm-eval==0.4.13")
+    from lm_eval.tasks import TaskManager
+
+    return tuple(sorted(TaskManager(include_defaults=True).all_tasks))
 
 
 def _bpb_data(corpus: Path, kind: str, params: EvalParams, out: Path) -> Path:

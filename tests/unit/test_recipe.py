@@ -219,3 +219,11 @@ def test_a_recipe_file_whose_stem_is_unsafe_needs_a_name(tmp_path):
 )
 def test_source_and_task_names_must_be_safe_file_names(raw):
     assert "may hold only letters, digits, '_', '.' and '-'" in _problems(raw)
+
+
+def test_unknown_benchmark_is_refused_at_load_with_the_close_name():
+    pytest.importorskip("lm_eval")
+    with pytest.raises(
+        RecipeError, match=r"eval\.benchmarks\.1: lm-eval has no task 'hellaswg' \(did you mean hellaswag"
+    ):
+        load_recipe("legal", ["eval.benchmarks=[arc_easy,hellaswg]"])
