@@ -29,6 +29,7 @@ from stages.training import (
     common_arguments,
     curve_callback,
     last_complete_checkpoint,
+    quiet_progress,
     write_history,
 )
 
@@ -255,6 +256,7 @@ def train(
             *(callbacks or []),
         ],
     )
+    quiet_progress(trainer)
     checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
     if checkpoint:
         log.info("resuming from %s", checkpoint.name)

@@ -24,6 +24,7 @@ from stages.training import (
     common_arguments,
     curve_callback,
     last_complete_checkpoint,
+    quiet_progress,
     write_history,
 )
 
@@ -151,6 +152,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         raise StageError(
             f"sft: every pair lost its answer to truncation at sft.max_length={params.max_length}; raise it"
         )
+    quiet_progress(trainer)
     checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
     if checkpoint:
         ctx.log.info("resuming from %s", checkpoint.name)

@@ -91,6 +91,19 @@ def checkpoint_callback(every_steps: int | None, every_minutes: float) -> Any:
     return Checkpointing()
 
 
+def quiet_progress(trainer: Any) -> None:
+    """Keep the Trainer's progress bar but not the log dicts it prints under it at every step: the console stays
+    readable, and ``curve_callback`` keeps every record in the stage's folder."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            return None
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarOnly())
+
+
 def curve_callback(path: Path) -> Any:
     """A TrainerCallback that appends each log record (loss, lr, eval losses) to a JSONL file."""
     from transformers import TrainerCallback
