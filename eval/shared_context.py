@@ -16,6 +16,7 @@ windows), contexts longer than the model's window, and non-causal models go thro
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -109,34 +110,50 @@ class SharedContextHFLM(HFLM):
 
         owners = [row for row, g in enumerate(chunk) for _ in g]
         continuations = [requests[i][2] for g in chunk for i in g]
-        longest = max(len(c) for c in continuations)
-        later_logprobs = None
-        if longest > 1:  # every token after a choice's first one needs the choice's own earlier tokens
-            owner_index = torch.tensor(owners, device=device)
-            cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else out.cache
-            cache.reorder_cache(owner_index)  # one copy of each item's cached context per choice
-            inputs = torch.full((len(continuations), longest - 1), 0, dtype=torch.long, device=device)
-            for row, continuation in enumerate(continuations):
-                if len(continuation) > 1:
-                    inputs[row, : len(continuation) - 1] = torch.tensor(continuation[:-1], device=device)
+        cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else out.cache
+        later: dict[int, Any] = {}  # row -> log-probs after each of the choice's tokens but its last
+        for rows_of_batch in _length_batches([len(c) - 1 for c in continuations]):
+            owner_index = torch.tensor([owners[r] for r in rows_of_batch], device=device)
+            longest = len(continuations[rows_of_batch[0]]) - 1
+            inputs = torch.zeros((len(rows_of_batch), longest), dtype=torch.long, device=device)
+            for slot, row in enumerate(rows_of_batch):
+                tokens = continuations[row][:-1]
+                inputs[slot, : len(tokens)] = torch.tensor(tokens, device=device)
+            copied = copy.deepcopy(cache)
+            copied.reorder_cache(owner_index)  # one copy of each item's cached context per choice
             full_mask = torch.cat(
-                [mask[owner_index], torch.ones((len(continuations), longest - 1), dtype=torch.long, device=device)],
-                dim=1,
+                [mask[owner_index], torch.ones((len(rows_of_batch), longest), dtype=torch.long, device=device)], dim=1
             )
-            positions = lengths[owner_index].unsqueeze(1) + torch.arange(longest - 1, device=device)
-            later = self.model(
-                inputs, attention_mask=full_mask, position_ids=positions, use_cache=False, **{cache_name: cache}
-            )
-            later_logprobs = F.log_softmax(later.logits.float(), dim=-1)  # [choices, longest - 1, vocab]
+            positions = lengths[owner_index].unsqueeze(1) + torch.arange(longest, device=device)
+            logits = self.model(
+                inputs, attention_mask=full_mask, position_ids=positions, use_cache=False, **{cache_name: copied}
+            ).logits
+            logprobs = F.log_softmax(logits.float(), dim=-1)  # [rows, longest, vocab]
+            for slot, row in enumerate(rows_of_batch):
+                later[row] = logprobs[slot, : len(continuations[row]) - 1]
 
         answers: list[list[tuple[float, bool]]] = [[] for _ in chunk]
         for row, (owner, continuation) in enumerate(zip(owners, continuations, strict=True)):
-            steps = [first_logprobs[owner]]
-            if later_logprobs is not None:
-                steps += [later_logprobs[row, k] for k in range(len(continuation) - 1)]
+            stacked = first_logprobs[owner].unsqueeze(0)
+            if row in later:
+                stacked = torch.cat([stacked, later[row]])  # [len(continuation), vocab]
             tokens = torch.tensor(continuation, device=device)
-            stacked = torch.stack(steps)  # [len(continuation), vocab]
             total = float(stacked.gather(1, tokens.unsqueeze(1)).sum())
             greedy = bool((stacked.argmax(dim=-1) == tokens).all())
             answers[owner].append((total, greedy))
         return answers
+
+
+def _length_batches(lengths: list[int], slack: float = 0.75, spare: int = 8) -> list[list[int]]:
+    """Row numbers with a positive length, longest first, cut into batches whose rows are each at least ``slack``
+    times the batch's longest or within ``spare`` tokens of it: choices of a few tokens are not padded to the
+    length of a long definition, and short ones do not each pay a pass of their own."""
+    order = sorted((row for row, length in enumerate(lengths) if length > 0), key=lambda row: -lengths[row])
+    batches: list[list[int]] = []
+    for row in order:
+        longest = lengths[batches[-1][0]] if batches else 0
+        if batches and (lengths[row] >= slack * longest or longest - lengths[row] <= spare):
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches

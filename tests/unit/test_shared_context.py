@@ -63,3 +63,12 @@ def test_one_token_choices_need_no_second_pass(tiny_model: Path) -> None:
     expected = plain.loglikelihood(_instances(pairs), disable_tqdm=True)
     assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in expected], abs=1e-4)
     assert len(calls) == 1  # the context pass alone scores every one-token choice
+
+
+def test_choices_of_very_different_lengths_go_in_separate_passes() -> None:
+    from eval.shared_context import _length_batches
+
+    # tokens after each choice's first: one-token choices need no second pass; a 70-token definition is not
+    # padded onto 2-token choices, and short ones share a pass
+    assert _length_batches([0, 1, 2, 0, 3, 70, 60, 50, 20, 15, 9, 2]) == [[5, 6], [7], [8, 9], [10, 4, 2, 11, 1]]
+    assert _length_batches([0, 0, 0]) == []
