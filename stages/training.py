@@ -6,8 +6,8 @@ a short run pays nothing for it and a long one loses at most those minutes to a 
 step, where the stage saves the final model itself (the Trainer's own ``save_strategy="steps"`` writes one there).
 
 transformers' Trainer writes a checkpoint's ``trainer_state.json`` last but not atomically: a
-kill during a save leaves a folder without it. ``last_complete_checkpoint`` skips such folders
-so a rerun resumes from the last checkpoint that was written in full.
+kill during a save leaves a folder without it, or with a truncated one. ``last_complete_checkpoint``
+removes such folders so a rerun resumes from the last checkpoint that was written in full.
 """
 
 from __future__ import annotations
@@ -34,11 +34,19 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     for path in folder.iterdir():
         match = _CHECKPOINT.match(path.name)
         if match and path.is_dir():
-            if (path / "trainer_state.json").exists():
+            if _readable_state(path / "trainer_state.json"):
                 found.append((int(match.group(1)), path))
             else:
-                shutil.rmtree(path)  # killed mid-save: unusable
+                shutil.rmtree(path)  # killed mid-save (no state, or a truncated one): unusable
     return max(found)[1] if found else None
+
+
+def _readable_state(path: Path) -> bool:
+    """The trainer state exists and parses: a kill during its write leaves it truncated."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def common_arguments(out_dir: Path, seed: int, report_to: list[str], logging_steps: int) -> dict[str, Any]:

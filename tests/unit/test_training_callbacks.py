@@ -42,3 +42,15 @@ def test_checkpoints_by_training_time(tiny_model: Path, tmp_path: Path, minutes:
     folder = tmp_path / "checkpoints"
     saved = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert saved == expected  # a short run writes none; past the interval one per step (two kept), none at the last
+
+
+def test_resume_skips_a_checkpoint_whose_state_was_cut_short(tmp_path: Path) -> None:
+    from stages.training import last_complete_checkpoint
+
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4, "log_hi'), (6, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]  # the killed saves are removed
