@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run plan explain report test lint install install-gpu bench bench-corpus sources
+.PHONY: run plan explain report test lint install install-gpu bench bench-corpus bench-first-run sources
 .DEFAULT_GOAL := run
 
 run: install sources
@@ -47,6 +47,11 @@ bench: install sources
 # Corpus stage: datatrove passes against a plain Python loop, memory at 1x/4x/16x, packing, dedup quality.
 bench-corpus: install sources
 	$(PY) bench/corpus_throughput.py --recipe $(recipe) --out bench/results/corpus_$(recipe).json
+
+# The README's first command on a fresh clone of HEAD, timed per stage (bench/README.md); baseline=COMMIT times
+# that commit first, one run after the other.
+bench-first-run:
+	python3 bench/first_run.py --recipe $(recipe) --out bench/results/first_run_$(recipe).json $(if $(baseline),--baseline $(baseline))
 
 install-gpu: install
 	$(PY) -m pip install -r requirements-gpu.txt
