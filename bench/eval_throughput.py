@@ -2,7 +2,8 @@
 
 Arms, one after the other: lm-eval's ``HFLM`` (one forward pass per context and choice) and
 ``eval.shared_context.SharedContextHFLM`` (an item's context once, then its choices). Both score every
-task an eval stage wrote; the script fails if any score differs, and reports seconds and the ratio.
+task an eval stage wrote; the script fails if any score differs (bits-per-byte by more than 1e-6), and
+reports seconds and the ratio.
 
     python bench/eval_throughput.py --eval-dir runs/eval/<key> --model runs/model/<key>/model \
         --out bench/results/eval_legal.json
@@ -67,8 +68,10 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     baseline, ours = arms["lm-eval HFLM"], arms["shared context"]
-    differ = {
-        t: (baseline["scores"][t], ours["scores"][t]) for t in tasks if baseline["scores"][t] != ours["scores"][t]
+    differ = {  # accuracies exactly; bits-per-byte to 1e-6 (its matmul sums vary by ~1e-7 between runs)
+        t: (baseline["scores"][t], ours["scores"][t])
+        for t in tasks
+        if abs(baseline["scores"][t] - ours["scores"][t]) > 1e-6
     }
     result = {
         "tasks": tasks,
