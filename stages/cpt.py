@@ -207,12 +207,10 @@ def train(
     ``callbacks``: more Trainer callbacks (the throughput bench's step clock)."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
+    # CptParams checks this at load; the plan stage's proxies are copies (model_copy) that skip validation
+    if problem := launch.batch_problem("cpt", params.batch_size, params.micro_batch_size, params.num_processes):
+        raise StageError(problem)
     per_step = params.micro_batch_size * params.num_processes
-    if params.batch_size % per_step:
-        raise StageError(
-            f"cpt.batch_size={params.batch_size} must be a multiple of cpt.micro_batch_size x cpt.num_processes"
-            f" = {per_step}"
-        )
     tokenizer = load_tokenizer(model_path, params.trust_remote_code)
     blocks, validation, info = build_stream(packed, params)
     log.info("cpt stream: %s", info)

@@ -149,9 +149,6 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
     task_manager = TaskManager(
         include_path=[str(tasks_dir), *params.task_dirs], include_defaults=bool(params.benchmarks)
     )
-    unknown = [b for b in params.benchmarks if b not in task_manager.all_tasks]
-    if unknown:
-        raise StageError(f"eval.benchmarks: lm-eval has no task(s) {unknown}; list them with `lm-eval ls tasks`")
     for benchmark in params.benchmarks:
         names[benchmark] = {"kind": "general", "metric": "acc", "benchmark": True, "origin": "benchmark"}
     for folder in params.task_dirs:
@@ -177,10 +174,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         from eval.shared_context import SharedContextHFLM
 
         model = SharedContextHFLM(**model_args, batch_size=params.batch_size, device=device)
-        model_args = {}
     results = simple_evaluate(
         model=model,
-        model_args=model_args or None,
+        model_args=model_args if backend == "vllm" else None,  # an LM object carries its own
         tasks=list(names),
         task_manager=task_manager,
         batch_size=params.batch_size,

@@ -89,14 +89,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    per_step = params.micro_batch_size * params.num_processes
-    if params.batch_size % per_step:
-        raise StageError(
-            f"sft.batch_size={params.batch_size} must be a multiple of sft.micro_batch_size x sft.num_processes"
-            f" = {per_step}"
-        )
-    if params.method != "full" and params.strategy != "ddp":
-        raise StageError(f"sft.method={params.method} merges adapters on one process: use sft.strategy=ddp")
+    per_step = params.micro_batch_size * params.num_processes  # a whole divisor of batch_size: SftParams checks it
     if params.num_processes > 1 and not launch.in_worker():
         return launch.relaunch("sft", ctx, inputs, params)
     pairs = read_jsonl(Path(inputs["corpus"]) / "sft_train.jsonl")
