@@ -346,6 +346,20 @@ def budget_note(
     )
 
 
+def probe_coverage(cpt_metrics: dict[str, Any]) -> list[str]:
+    """A warning per kind whose closed-book probe asks about training blocks cpt did not train on."""
+    out = []
+    for kind in ("domain", "general"):
+        blocks = cpt_metrics.get(f"{kind}_probe_blocks", 0)
+        trained = cpt_metrics.get(f"{kind}_probe_blocks_trained", blocks)
+        if trained < blocks:
+            out.append(
+                f"the {kind} knowledge probe asks about {blocks} blocks of training text, but cpt trained on "
+                f"{trained} of them (its budget): raise cpt.max_tokens or lower the probe's max_eval_items"
+            )
+    return out
+
+
 def _split_counts(entry: dict[str, Any], split: str) -> str:
     counts = entry.get("splits", {}).get(split)
     return f"{counts['documents']:,}" if counts else "-"

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from stages import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.corpus_engine import SPLITS, EngineSpec, MinhashSpec
+from stages.corpus_engine import PROBE_FIELD, SPLITS, EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
 from stages.text_blocks import FILTER_NAMES, PROFILE_MIN_CHARS, PROFILES
 from stages.user_data import EvalSetSpec, InstructionSpec, UserDataError
@@ -342,6 +342,13 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         if label in probe_labels:  # count what was kept, not what was offered
             task.description = mined_tasks.cloze_description(task.eval_items, task.origin == "training")
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
+    probe_documents: set[str] = set()  # training documents a closed-book probe asks about
+    probe_counts: Counter[str] = Counter()
+    for task in built.values():
+        if task.origin == "training":  # a probe about a document that will not be trained on tests nothing
+            task.eval_items = [item for item in task.eval_items if item["source_id"] not in removed]
+            task.description = mined_tasks.cloze_description(task.eval_items, True)
+            probe_documents |= {item["source_id"] for item in task.eval_items}
     reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
     final_index = _item_index(built, params.decontamination_ngram)  # the kept items only
 
@@ -354,7 +361,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                     if split == "train" and doc["id"] in removed:
                         entry["dropped"][reason] += 1
                         continue
-                    if kind == "domain" and split == "train" and _in_share(doc["id"], params.reading_comprehension):
+                    if split == "train" and doc["id"] in probe_documents:
+                        doc[PROBE_FIELD] = True  # kept as written: the pack stage puts it first, cpt trains on it
+                        probe_counts[kind] += 1
+                    elif kind == "domain" and split == "train" and _in_share(doc["id"], params.reading_comprehension):
                         doc["text"] = _reading_comprehension_text(doc["text"], params.seed)
                         converted += 1
                     fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
@@ -391,6 +401,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
             "baseline_name": task.baseline_name,
             "items": len(task.eval_items),
         }
+        if task.metric:
+            info["metric"] = task.metric
         if task.eval_items:  # a task that only builds SFT pairs (reading comprehension) has nothing to score
             (tasks_dir / f"{label}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         task_summary[label] = {
@@ -416,6 +428,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         "sft_pairs": len(sft_pairs),
         "decontaminated": len(removed),
         "reading_comprehension_documents": converted,
+        "probe_documents": dict(probe_counts),
         "minhash_threshold": round(params.minhash.threshold, 3),
         "warnings": warnings,
     }
@@ -590,7 +603,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="corpus",
-    version=7,
+    version=8,
     params=CorpusParams,
     inputs=(),
     run=run,

@@ -35,6 +35,9 @@ from stages.sources import SourceSpec
 from stages.text_blocks import WORDS, SourceFilters
 
 SPLITS = ("train", "validation", "eval")
+PROBE_FIELD = "knowledge_probe"
+"""Set (true) on a training document of the corpus's jsonl files that a closed-book probe asks about:
+the pack stage puts these documents first in their training stream, and cpt always trains on them."""
 VERBOSE_ENV = "DAPT_VERBOSE"
 """``1``: datatrove's worker processes print INFO to the console as datatrove does; else warnings only.
 The pipeline's ``configure_console`` sets it; the stage reads it, never the pipeline module."""

@@ -161,7 +161,11 @@ def choose_rows(available: int, count: int, seed: int) -> tuple[list[int], int]:
 
 
 def build_stream(packed: Path, params: CptParams) -> tuple[PackedBlocks, dict[str, PackedBlocks], dict[str, Any]]:
-    """Shuffled training blocks at the replay ratio, and the held-out validation blocks."""
+    """Shuffled training blocks at the replay ratio, and the held-out validation blocks.
+
+    A kind's first rows hold the training documents a closed-book probe asks about (the pack stage's
+    ``probe_blocks``): they are always among the chosen blocks, so the probe asks about text cpt read;
+    a budget too small for all of them trains on a sample, and the stream info says how many."""
     replay_ratio = DEFAULT_REPLAY_RATIO if params.replay_ratio is None else params.replay_ratio
     n_blocks = params.max_tokens // params.seq_len
     if n_blocks < 1:
@@ -177,9 +181,19 @@ def build_stream(packed: Path, params: CptParams) -> tuple[PackedBlocks, dict[st
         available = pack["sets"][f"{kind}_train"]["blocks"]
         if available == 0:
             raise StageError(f"cpt: no {kind} training blocks in {packed}; check the corpus sources")
-        chosen, passes = choose_rows(available, count, params.seed + offset)
+        probe = pack["sets"][f"{kind}_train"].get("probe_blocks", 0)
+        if probe and count < available:  # the probe's blocks (the first rows) always, then a sample of the rest
+            trained = choose_rows(probe, min(probe, count), params.seed + offset)[0]
+            more = count - len(trained)
+            rest = choose_rows(available - probe, more, params.seed + offset)[0] if more else []
+            chosen, passes = trained + [probe + row for row in rest], 1
+        else:
+            chosen, passes = choose_rows(available, count, params.seed + offset)
         rows += [(f"{kind}_train", row) for row in chosen]
         info[f"{kind}_passes"] = passes
+        if probe:
+            info[f"{kind}_probe_blocks"] = probe
+            info[f"{kind}_probe_blocks_trained"] = len({row for row in chosen if row < probe})
     random.Random(params.seed).shuffle(rows)
     validation = {}
     for kind in ("general", "domain"):
@@ -308,7 +322,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
 
 SPEC = StageSpec(
     name="cpt",
-    version=4,
+    version=5,
     params=CptParams,
     inputs=("model", "packed"),
     optional_inputs=("plan",),

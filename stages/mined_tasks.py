@@ -48,6 +48,10 @@ items, leaving almost no room for continued pre-training to show a gain."""
 MIN_DOC_FREQ = 2
 CLOZE_PER_DOCUMENT = 3
 """Cloze items one document may give at least: more only where ``max_items`` needs more per document."""
+PROBE_PER_DOCUMENT = 6
+"""Knowledge-probe items one training document may give. The probe asks about text cpt trains on (the
+pack stage puts the probe's documents first and cpt always trains on them), and cpt's CPU budget is a
+few dozen 512-token blocks, so the probe packs its items densely into few documents."""
 
 
 # Common English words of four letters or more: never a cloze answer, never "domain-salient".
@@ -906,16 +910,39 @@ def cloze_description(items: list[dict[str, Any]], from_training: bool) -> str:
     per_doc = Counter(item["source_id"] for item in items)
     docs = len(per_doc)
     where = (
-        f"training document{'s' * (docs != 1)} (closed-book recall of trained text)"
+        f"training document{'s' * (docs != 1)} (those densest in items; cpt always trains on them: "
+        "closed-book recall of text it read once)"
         if from_training
         else f"held-out document{'s' * (docs != 1)}"
     )
     return (
         f"Cloze: a prose word removed after {CLOZE_CONTEXT[0]}-{CLOZE_CONTEXT[1]} words of prose context, "
         f"{N_CHOICES}-way choice among domain words that follow the same word elsewhere in the training text, "
-        f"scored by log-likelihood; {len(items)} items from {docs} {where}, "
+        f"scored by the probability on the right word; {len(items)} items from {docs} {where}, "
         f"at most {max(per_doc.values(), default=0)} from one"
     )
+
+
+PROBE_CANDIDATE_DOCUMENTS = 2000
+"""Training documents the knowledge probe weighs (a seeded sample when a source has more): bounds the
+mining time however large the source."""
+
+
+def _probe_items(train: list[dict[str, Any]], vocab: _Vocabulary, max_items: int, seed: int) -> list[dict]:
+    """Knowledge-probe items from the training documents densest in them (fewest characters per item),
+    up to ``PROBE_PER_DOCUMENT`` each, document after document: a caller keeping the first n items keeps
+    the fewest documents, so the text cpt must train on for the probe to mean anything stays small."""
+    docs = sorted(train, key=lambda d: d["id"])
+    if len(docs) > PROBE_CANDIDATE_DOCUMENTS:
+        docs = random.Random(seed).sample(docs, PROBE_CANDIDATE_DOCUMENTS)
+    found = [(doc, _cloze_items(doc, vocab, PROBE_PER_DOCUMENT, seed, False)) for doc in docs]
+    found.sort(key=lambda pair: (len(pair[0]["text"]) / max(1, len(pair[1])), pair[0]["id"]))
+    items: list[dict] = []
+    for _, mined in found:
+        if len(items) >= max_items:
+            break
+        items += mined[: max_items - len(items)]
+    return items
 
 
 def _cloze_builder(name: str, from_training: bool) -> Callable[..., TaskData]:
@@ -928,29 +955,32 @@ def _cloze_builder(name: str, from_training: bool) -> Callable[..., TaskData]:
                 f"task '{name}' found {len(vocab.df)} domain words used by {MIN_DOC_FREQ} training documents or "
                 f"more (needs {4 * N_CHOICES}): give the source more training documents"
             )
-        docs = train if from_training else held_out
-        rng = random.Random(seed)
-        # Spread over documents first: one long document must not make the probe a test of its topic.
-        cap = max(CLOZE_PER_DOCUMENT, math.ceil(max_items / max(1, len(docs))))
-        items = _spread(
-            docs, rng, max_items, lambda doc, limit: _cloze_items(doc, vocab, limit, seed, not from_training), cap
-        )
-        # In turns over the documents: a caller keeping the first n items (of candidates) keeps them spread.
-        by_doc: dict[str, list[dict]] = {}
-        for item in items:
-            by_doc.setdefault(item["source_id"], []).append(item)
-        items = [
-            group[k]
-            for k in range(max(map(len, by_doc.values()), default=0))
-            for group in by_doc.values()
-            if k < len(group)
-        ]
+        if from_training:
+            items = _probe_items(train, vocab, max_items, seed)
+        else:
+            rng = random.Random(seed)
+            # Spread over documents first: one long document must not make the probe a test of its topic.
+            cap = max(CLOZE_PER_DOCUMENT, math.ceil(max_items / max(1, len(held_out))))
+            items = _spread(
+                held_out, rng, max_items, lambda doc, limit: _cloze_items(doc, vocab, limit, seed, True), cap
+            )
+            # In turns over the documents: a caller keeping the first n items (of candidates) keeps them spread.
+            by_doc: dict[str, list[dict]] = {}
+            for item in items:
+                by_doc.setdefault(item["source_id"], []).append(item)
+            items = [
+                group[k]
+                for k in range(max(map(len, by_doc.values()), default=0))
+                for group in by_doc.values()
+                if k < len(group)
+            ]
         return TaskData(
             cloze_description(items, from_training),
             "multiple_choice",
             eval_items=items,
-            baseline={"acc": 1 / N_CHOICES},
+            baseline={"acc": 1 / N_CHOICES, "p_correct": 1 / N_CHOICES},
             origin="training" if from_training else "held_out",
+            metric="p_correct",
         )
 
     build.__name__ = build.__qualname__ = name

@@ -3,16 +3,17 @@
 The cpt stage and every plan proxy read the same packed blocks, so the cache key of this stage
 (the corpus output, the tokenizer and ``seq_len``) is what they share; no training run tokenizes.
 datatrove's ``DocumentTokenizer`` tokenizes each kind and split (fast tokenizers, batched, EOS after
-every document, training documents shuffled), and writes the token stream with an index of document
-ends. This stage then cuts the stream into blocks of ``seq_len`` with no padding, keeping document
-boundaries: each block's ``position_ids`` restart at every document and at the block's start, so
-transformers' packed-sequence masks (sdpa, eager, flex; varlen with flash attention) stop attention
-at boundaries, and a document's first token is never a target. Blocks are ``.npy`` files that
-training memory-maps, so memory stays flat in the corpus size.
+every document, training documents shuffled after those a closed-book probe asks about), and writes
+the token stream with an index of document ends. This stage then cuts the stream into blocks of
+``seq_len`` with no padding, keeping document boundaries: each block's ``position_ids`` restart at
+every document and at the block's start, so transformers' packed-sequence masks (sdpa, eager, flex;
+varlen with flash attention) stop attention at boundaries, and a document's first token is never a
+target. Blocks are ``.npy`` files that training memory-maps, so memory stays flat in the corpus size.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.corpus_engine import local_executor
+from stages.corpus_engine import PROBE_FIELD, local_executor
 from stages.modeling import load_tokenizer
 
 PACKED = (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation"))
@@ -52,42 +53,92 @@ def tokenizer_file(model_dir: str, out: Path, trust_remote_code: bool) -> tuple[
     return path, tokenizer.eos_token
 
 
-def tokenize(
-    corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int
-) -> tuple[Any, Any]:
-    """Token stream and document ends (exclusive) of one kind and split, through datatrove."""
+def _is_probe_document(wanted: bool, doc: Any) -> bool:
+    """datatrove filter: keep documents whose probe mark is ``wanted`` (module level: picklable)."""
+    return bool(doc.metadata.get(PROBE_FIELD)) == wanted
+
+
+def _tokenize_part(
+    corpus: Path, name: str, part: str, probe: bool | None, tokenizer_path: Path, eos: str, work: Path, seed: int
+) -> tuple[Any, Any] | None:
+    """Token stream and document ends (exclusive) of one jsonl file through datatrove, or None when empty.
+
+    ``probe``: None reads every document; True or False only those with or without the probe mark.
+    Training documents are shuffled, except the probe's (their order does not matter: cpt trains on all)."""
     import numpy as np
+    from datatrove.pipeline.filters import LambdaFilter
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
-    name = f"{kind}_{split}"
-    folder = work / name
-    pipeline = [
-        JsonlReader(str(corpus), glob_pattern=f"{name}.jsonl", compression=None, add_file_path=False),
+    folder = work / part
+    pipeline: list[Any] = [
+        JsonlReader(str(corpus), glob_pattern=f"{name}.jsonl", compression=None, add_file_path=False)
+    ]
+    if probe is not None:
+        pipeline.append(LambdaFilter(functools.partial(_is_probe_document, probe)))
+    pipeline.append(
         DocumentTokenizer(
             str(folder),
             tokenizer_name_or_path=str(tokenizer_path),
             eos_token=eos,
-            save_filename=name,
-            shuffle_documents=split == "train",
+            save_filename=part,
+            shuffle_documents=name.endswith("_train") and not probe,
             seed=seed,
-            local_working_dir=str(work / f"{name}_unshuffled"),
+            local_working_dir=str(work / f"{part}_unshuffled"),
             save_final_metadata=False,
-        ),
-    ]
+        )
+    )
     # Quiet: datatrove's stats tables go to stage.log and the logs folder, not the console.
-    local_executor(pipeline, tasks=1, workers=1, logging_dir=str(work / "logs" / name)).run()
+    local_executor(pipeline, tasks=1, workers=1, logging_dir=str(work / "logs" / part)).run()
     found = sorted(path for path in folder.glob("*.ds") if path.stat().st_size)
     if not found:
-        raise StageError(
-            f"pack: no {kind} {split} documents in {corpus}; the corpus filters dropped them all "
-            "(see the corpus stats) or the split fractions are too small"
-        )
+        return None
     (tokens_file,) = found
     ends = np.fromfile(f"{tokens_file}.index", dtype=np.uint64).astype(np.int64)
     # datatrove writes 2-byte tokens for vocabularies under 65,535 entries, else 4: file bytes per token say which.
     dtype = np.uint32 if tokens_file.stat().st_size // int(ends[-1]) == 4 else np.uint16
     return np.memmap(tokens_file, dtype=dtype, mode="r"), ends
+
+
+def _concatenate(first: tuple[Any, Any], second: tuple[Any, Any], path: Path) -> tuple[Any, Any]:
+    """Two token streams one after the other, copied in chunks to a file (memory stays flat)."""
+    import numpy as np
+
+    (tokens_a, ends_a), (tokens_b, ends_b) = first, second
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=tokens_a.dtype, shape=(len(tokens_a) + len(tokens_b),))
+    step = ROWS_PER_CHUNK * 512
+    for offset, tokens in ((0, tokens_a), (len(tokens_a), tokens_b)):
+        for start in range(0, len(tokens), step):
+            chunk = np.asarray(tokens[start : start + step])
+            out[offset + start : offset + start + len(chunk)] = chunk
+    out.flush()
+    return out, np.concatenate([ends_a, ends_b + int(ends_a[-1])])
+
+
+def tokenize(
+    corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int
+) -> tuple[Any, Any, int]:
+    """Token stream, document ends (exclusive) and probe tokens of one kind and split, through datatrove.
+
+    Training documents a closed-book probe asks about (the corpus marks them) come first, unshuffled, so
+    the blocks that hold them are the first rows; the probe's token count says how many rows that is."""
+    name = f"{kind}_{split}"
+    stats = corpus / "stats.json"
+    probes = json.loads(stats.read_text(encoding="utf-8")).get("probe_documents", {}) if stats.exists() else {}
+    if split != "train" or not probes.get(kind):
+        found = _tokenize_part(corpus, name, name, None, tokenizer_path, eos, work, seed)
+        probe_tokens = 0
+    else:
+        probe = _tokenize_part(corpus, name, f"{name}_probe", True, tokenizer_path, eos, work, seed)
+        rest = _tokenize_part(corpus, name, f"{name}_rest", False, tokenizer_path, eos, work, seed)
+        probe_tokens = int(probe[1][-1]) if probe else 0
+        found = _concatenate(probe, rest, work / f"{name}.npy") if probe and rest else probe or rest
+    if found is None:
+        raise StageError(
+            f"pack: no {kind} {split} documents in {corpus}; the corpus filters dropped them all "
+            "(see the corpus stats) or the split fractions are too small"
+        )
+    return *found, probe_tokens
 
 
 def target_count(positions: Any) -> int:
@@ -148,8 +199,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PackParams) -> dict[s
     tokenizer_path, eos = tokenizer_file(inputs["tokenizer"], work, params.trust_remote_code)
     stats: dict[str, Any] = {"seq_len": params.seq_len, "eos_token": eos, "sets": {}}
     for kind, split in ctx.progress(PACKED, desc="pack", unit="set"):
-        tokens, ends = tokenize(corpus, kind, split, tokenizer_path, eos, work, params.seed)
-        stats["sets"][f"{kind}_{split}"] = write_blocks(tokens, ends, params.seq_len, out, f"{kind}_{split}")
+        tokens, ends, probe_tokens = tokenize(corpus, kind, split, tokenizer_path, eos, work, params.seed)
+        entry = write_blocks(tokens, ends, params.seq_len, out, f"{kind}_{split}")
+        if probe_tokens:  # the first rows, up to the one holding the probe's last token
+            entry["probe_blocks"] = min(entry["blocks"], -(-probe_tokens // params.seq_len))
+            entry["probe_tokens"] = probe_tokens
+        stats["sets"][f"{kind}_{split}"] = entry
         del tokens
     (out / "pack.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
@@ -160,7 +215,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PackParams) -> dict[s
 
 SPEC = StageSpec(
     name="pack",
-    version=1,
+    version=2,
     params=PackParams,
     inputs=("corpus", "tokenizer"),
     run=run,

@@ -49,6 +49,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
             int(pack["sets"].get("domain_train", {}).get("tokens", 0)),
         )
         notes += [note] if note else []
+        notes += report.probe_coverage(cpt_metrics)
     lead: list[tuple[str, Any]] = [
         ("Verdict: each model against base", report.verdict_table(evals, comparisons)),
         ("Warnings", notes),
@@ -254,7 +255,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
 
 SPEC = StageSpec(
     name="report",
-    version=5,
+    version=6,
     params=ReportParams,
     inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus", "packed"),
     optional_inputs=("plan",),

@@ -40,6 +40,10 @@ class TaskData:
     """Where eval items come from: "held_out" documents (the default), or "training" documents for
     closed-book probes (``knowledge_probe``), whose items carry ``held_out: []`` so decontamination
     never drops the documents they test; the two kinds are never mixed in one task."""
+    metric: str | None = None
+    """The score the eval stage reports (None: acc for multiple choice, the generation task's own).
+    The cloze probes use ``p_correct``, the probability the model puts on the right choice among the
+    choices: a per-item number that moves with a small model's likelihoods before its 0/1 accuracy does."""
 
 
 Builder = Callable[[list[dict[str, Any]], list[dict[str, Any]], int, int, int], TaskData]

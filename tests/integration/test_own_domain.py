@@ -124,10 +124,20 @@ def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, lm_eva
     assert results["my_yaml_quiz"]["origin"] == "user" and len(results["my_yaml_quiz"]["per_item"]) == 20
     for task in ("quiz", "cloze", "knowledge_probe"):
         assert len(results[task]["per_item"]) == results[task]["items"]
-        assert set(results[task]["per_item"]) <= {0.0, 1.0}
+    assert set(results["quiz"]["per_item"]) <= {0.0, 1.0}
+    for task in ("cloze", "knowledge_probe"):  # the probability on the right word, beside the accuracy
+        assert results[task]["metric"] == "p_correct" and 0 <= results[task]["acc"] <= 1
+        assert all(0 < p < 1 for p in results[task]["per_item"])
+        assert results[task]["value"] == pytest.approx(sum(results[task]["per_item"]) / results[task]["items"])
+    # The probe asks about text cpt trained on: the corpus marked its documents, pack put them first, cpt took them.
+    assert stats["probe_documents"]["domain"] >= 1
+    cpt = store.manifest("cpt", keys["cpt"])["metrics"]
+    assert cpt["domain_probe_blocks_trained"] == min(cpt["domain_blocks"], cpt["domain_probe_blocks"]) >= 1
     assert all(len(pair) == 2 for pair in results["bpb_domain"]["per_item"])
     report = (store.final_dir("report", keys["report"]) / "report.md").read_text(encoding="utf-8")
     assert "quiz" in report and "cloze" in report and "knowledge_probe" in report
+    covered = cpt["domain_probe_blocks_trained"] == cpt["domain_probe_blocks"]
+    assert covered != ("knowledge probe asks about" in report)  # the tiny budget leaves some out, and says so
 
 
 @pytest.mark.parametrize("which", ["manual", "pairs", "quiz"])

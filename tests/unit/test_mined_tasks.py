@@ -267,7 +267,8 @@ def _check_cloze(items: list[dict]) -> None:
 def test_cloze_items(license_docs: list[dict]) -> None:
     train, held_out = _split(license_docs)
     task = BUILDERS["cloze"](train, held_out, 0, 0, 60)
-    assert task.output_type == "multiple_choice" and task.baseline == {"acc": 0.25} and task.origin == "held_out"
+    assert task.output_type == "multiple_choice" and task.origin == "held_out" and task.metric == "p_correct"
+    assert task.baseline == {"acc": 0.25, "p_correct": 0.25}
     assert task.sft_pairs == [] and len(task.eval_items) == 60
     per_document = Counter(item["source_id"] for item in task.eval_items)
     assert (
@@ -332,8 +333,20 @@ def test_cloze_items_per_document_are_capped(license_docs: list[dict]) -> None:
         f"; {3 * short} items from 3 held-out documents, at most {short} from one"
     )
     probe = BUILDERS["knowledge_probe"](train, held_out, 0, 0, 60)
-    assert max(Counter(item["source_id"] for item in probe.eval_items).values()) <= 3
+    per_probe_document = Counter(item["source_id"] for item in probe.eval_items)
+    assert max(per_probe_document.values()) <= mined_tasks.PROBE_PER_DOCUMENT
     assert "60 items from " in probe.description and "training documents" in probe.description
+    # Document after document, densest in items first, so the first n items keep the fewest characters of
+    # training text (what cpt must train on for the probe to mean anything).
+    ids = [item["source_id"] for item in probe.eval_items]
+    order = list(dict.fromkeys(ids))
+    assert ids == sorted(ids, key=order.index)  # grouped: a document's items never come back later
+    length = {doc["id"]: len(doc["text"]) for doc in train}
+    density = [length[d] / per_probe_document[d] for d in order[:-1]]  # the last one may be cut short
+    assert density == sorted(density)
+    spread = BUILDERS["cloze"](train, train, 0, 0, 60).eval_items  # the held-out way, over the same documents
+    spread_chars = sum(length[d] for d in {item["source_id"] for item in spread})
+    assert sum(length[d] for d in order) < spread_chars / 3
 
 
 def test_knowledge_probe_comes_from_training(license_docs: list[dict]) -> None:

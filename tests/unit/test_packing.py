@@ -52,3 +52,59 @@ def test_attention_does_not_cross_documents_in_a_packed_block():
         crossing = model(input_ids=packed).logits[:, 5:]  # plain causal attention sees document a
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(crossing, alone, atol=1e-3)
+
+
+def test_probe_documents_come_first_and_cpt_always_trains_on_them(tmp_path, tiny_model):
+    """The corpus marks the documents a closed-book probe asks about; pack puts them first (datatrove
+    tokenizes them apart), and cpt's stream always holds their blocks, whatever the budget leaves."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from stages.base import StageContext
+    from stages.corpus_engine import PROBE_FIELD
+    from stages.cpt import CptParams, build_stream
+    from stages.pack import PackParams, tokenize
+    from stages.pack import run as pack_run
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = ["licensee", "shall", "retain", "the", "notice", "in", "every", "copy", "of", "the", "work"]
+    texts = [f"section {i}: " + " ".join(words[i % 5 :] * 6) for i in range(40)]
+    docs = [{"id": f"d{i}", "text": text, "source": "s"} for i, text in enumerate(texts)]
+    for doc in docs[17:20]:
+        doc[PROBE_FIELD] = True
+    for kind in ("domain", "general"):
+        for split in ("train", "validation"):
+            rows = docs if (kind, split) == ("domain", "train") else docs[:4]
+            (corpus / f"{kind}_{split}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in rows))
+    (corpus / "stats.json").write_text(json.dumps({"probe_documents": {"domain": 3}}))
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    probe_text = [doc["text"] for doc in docs[17:20]]
+    probe_length = sum(len(tokenizer(text)["input_ids"]) + 1 for text in probe_text)  # EOS after each
+    work = tmp_path / "work"
+    tokens, ends, probe_tokens = tokenize(
+        corpus, "domain", "train", tiny_model / "tokenizer.json", tokenizer.eos_token, work, 0
+    )
+    assert probe_tokens == probe_length and len(ends) == 40
+    head = tokenizer.decode(np.asarray(tokens[:probe_tokens]), skip_special_tokens=True)
+    assert all(text in head for text in probe_text)  # the probe's documents, and only they, come first
+    assert not any(doc["text"] in head for doc in docs if doc["text"] not in probe_text)
+
+    ctx = StageContext(out_dir=tmp_path / "pack")
+    result = pack_run(ctx, {"corpus": corpus, "tokenizer": str(tiny_model)}, PackParams(seq_len=16))
+    packed = result["outputs"]["packed"]
+    entry = json.loads((packed / "pack.json").read_text())["sets"]["domain_train"]
+    assert entry["probe_blocks"] == -(-probe_length // 16) and entry["probe_tokens"] == probe_length
+    probe_rows = set(range(entry["probe_blocks"]))
+    for budget_blocks in (entry["probe_blocks"] + 3, entry["probe_blocks"] - 1):
+        params = CptParams(
+            max_tokens=16 * budget_blocks, seq_len=16, replay_ratio=0.0, batch_size=1, micro_batch_size=1
+        )
+        blocks, _, info = build_stream(packed, params)
+        chosen = {row for _, row in blocks.rows}
+        assert len(chosen) == budget_blocks == len(blocks.rows)
+        assert info["domain_probe_blocks"] == entry["probe_blocks"]
+        assert info["domain_probe_blocks_trained"] == min(budget_blocks, entry["probe_blocks"])
+        assert probe_rows <= chosen or chosen < probe_rows

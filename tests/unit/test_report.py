@@ -15,6 +15,7 @@ from eval.report import (
     html_page,
     main_table,
     markdown,
+    probe_coverage,
     verdict_table,
     warnings,
 )
@@ -230,3 +231,29 @@ def test_budget_note_only_when_no_domain_task_moved_and_with_the_measured_share(
     note = budget_note(flat, compare_models(flat, resamples=500), 32768, 0.75, 1_780_470)
     assert note.startswith("No domain task (license_id, recall) moved beyond two paired standard errors")
     assert "about 24,576 of them domain text: 1.4% of the 1,780,470 domain training tokens" in note
+
+
+def test_probe_coverage_warns_only_when_cpt_skipped_probe_blocks():
+    assert probe_coverage({"domain_probe_blocks": 5, "domain_probe_blocks_trained": 5}) == []
+    assert probe_coverage({}) == []
+    (line,) = probe_coverage({"domain_probe_blocks": 5, "domain_probe_blocks_trained": 3})
+    assert "5 blocks" in line and "3 of them" in line and "cpt.max_tokens" in line
+
+
+def test_p_correct_is_the_right_choice_share_of_the_choice_likelihoods():
+    """The eval stage's p_correct from lm-eval's logged samples: (log-likelihood, greedy) per choice."""
+    import math
+
+    from stages.evaluate import choice_probability, p_correct_metrics, per_item_scores
+
+    even = {"doc_id": 1, "target": 2, "filtered_resps": [[-3.0, False]] * 4, "doc": {}}
+    sure = {"doc_id": 0, "target": 0, "filtered_resps": [[-1.0, True], [-30.0, False]], "doc": {}}
+    text = {"doc_id": 2, "target": " b", "filtered_resps": [[math.log(0.2), False], [math.log(0.6), False]],
+            "doc": {"choices": [" a", " b"]}}  # fmt: skip
+    assert choice_probability(even) == pytest.approx(0.25)
+    assert choice_probability(sure) == pytest.approx(1.0)
+    assert choice_probability(text) == pytest.approx(0.75)
+    assert per_item_scores([even, sure, text], "p_correct") == pytest.approx([1.0, 0.25, 0.75])
+    metrics = p_correct_metrics([even, sure, text])
+    assert metrics["p_correct,none"] == pytest.approx(2 / 3)
+    assert metrics["p_correct_stderr,none"] == pytest.approx(np.std([0.25, 1.0, 0.75], ddof=1) / math.sqrt(3))
