@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from pipeline import gc
 from pipeline.new_recipe import DEFAULT_BASE_MODEL, NewRecipeError, write_recipe
 from pipeline.recipe import RECIPES_DIR, RecipeError, available_recipes, load_recipe
 from pipeline.runner import Runner, configure_console
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
             )
         _add_verbose(cmd)
     sub.add_parser("list", help="list stages and recipes")
+    gc = sub.add_parser(
+        "gc",
+        help="list abandoned .partial folders and results no recipe refers to, with sizes (--delete removes them)",
+    )
+    gc.add_argument("--delete", action="store_true", help="remove what is listed (default: a dry run)")
+    gc.add_argument("--store", type=Path, default=DEFAULT_STORE, help="store to clean (default: runs/ or $DAPT_STORE)")
     new = sub.add_parser(
         "new",
         help="write a commented recipe for your own files, plan it, and print the command to run it",
@@ -143,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "new":
         return _new(args)
+    if args.command == "gc":
+        return _gc(args.store, args.delete)
     runner: Runner | None = None
     try:
         recipe = load_recipe(args.recipe, _split_overrides(args.overrides))
@@ -179,6 +188,23 @@ def _print_plan(runner: Runner, force: list[str], explain: bool = False) -> None
             warnings += runner.store.manifest(spec.name, decision.key).get("metrics", {}).get("warnings", [])
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
+
+
+def _gc(store_path: Path, delete: bool) -> int:
+    if not store_path.is_dir():
+        print(f"error: no store at {store_path}", file=sys.stderr)
+        return 2
+    items, busy = gc.collect(Store(store_path), delete=delete)
+    for item in items:
+        print(f"{gc.human(item.size):>10s}  {item.path}  ({item.why})")
+    total = gc.human(sum(item.size for item in items))
+    if delete:
+        print(f"removed {len(items)} folder(s), {total}")
+    else:
+        print(f"{len(items)} folder(s), {total}: nothing removed (dry run); `gc --delete` removes them")
+    for name in busy:
+        print(f"skipped {name}: another run holds it", file=sys.stderr)
+    return 0
 
 
 def _new(args: argparse.Namespace) -> int:

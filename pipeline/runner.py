@@ -100,6 +100,8 @@ class Decision:
     """What the key was made of, saved as the node's ref after it is done."""
     done_at_plan: bool = False
     """The key was finished when planned: a forced rerun replaces that result, and only that one."""
+    forced: bool = False
+    """``--stage`` (or downstream of it): start clean, never from an earlier attempt's checkpoints."""
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -175,6 +177,9 @@ class Runner:
             decision = Decision(node, key, "reuse", record=record, done_at_plan=done)
             if node.name in forced:
                 decision.action = "run"
+                decision.forced = True
+                if self.store.partial_dir(spec.name, key).exists():
+                    decision.reasons.append("an interrupted attempt's files are discarded: a forced stage starts clean")
                 decision.reasons.append(
                     "forced (--stage/--force)" if force and node.name in force else "downstream of a forced stage"
                 )
@@ -275,6 +280,8 @@ class Runner:
                 return
             if self.store.is_done(spec.name, decision.key):
                 self.store.invalidate(spec.name, decision.key)  # forced: the result this run planned over goes
+            if decision.forced:
+                self.store.discard_partial(spec.name, decision.key)
             log.info("%s: running (%s)", header, "; ".join(decision.reasons))
             self.current = decision
             self._execute(decision, outputs)

@@ -173,6 +173,12 @@ class Store:
         partial.mkdir(parents=True, exist_ok=True)
         return partial
 
+    def discard_partial(self, stage: str, key: str) -> None:
+        """Remove an earlier attempt's files (a forced rerun starts clean, not from old checkpoints).
+
+        Callers hold the key's lock, so no other run is writing there."""
+        shutil.rmtree(self.partial_dir(stage, key), ignore_errors=True)
+
     def commit(self, stage: str, key: str, manifest: dict[str, Any]) -> Path:
         """Manifest and ``_SUCCESS`` inside the partial folder, then one rename into place.
 

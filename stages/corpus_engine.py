@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -318,6 +319,29 @@ def read_counters(logging_dir: Path) -> dict[str, float]:
     return dict(totals)
 
 
+PASS_OUTPUTS = {
+    "ingest": "raw",
+    "clean": "clean",
+    "minhash_signatures": "minhash/signatures",
+    "minhash_buckets": "minhash/buckets",
+    "minhash_clusters": "minhash/remove",
+    "split": "split",
+}
+"""Where each datatrove pass writes; the corpus stage removes these folders once its files are written."""
+
+
+def half_cleaned(work: Path) -> bool:
+    """A pass datatrove marks complete whose output folder is gone: the stage was killed after removing
+    its shards and before its result was committed. datatrove would skip every pass on the rerun and the
+    stage would find no documents, so the work must start over."""
+    return any(
+        (work / "logs" / name / "completions").is_dir()
+        and any((work / "logs" / name / "completions").iterdir())
+        and not (work / folder).exists()
+        for name, folder in PASS_OUTPUTS.items()
+    )
+
+
 def prepare(
     specs: list[SourceSpec],
     work: Path,
@@ -339,6 +363,9 @@ def prepare(
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    if half_cleaned(work):
+        log.warning("corpus: an interrupted run left completion markers without their shards; starting the passes over")
+        shutil.rmtree(work)
     runner = Engine(engine, work, log)
     tasks = engine.tasks
 

@@ -76,3 +76,43 @@ def test_no_wait_refuses_before_running_anything_and_names_the_holder(tmp_path):
         holder.kill()
         holder.wait()
     assert runner.run()[0].action == "run" and store.is_done("model", key)
+
+
+def test_forced_stage_starts_clean_not_from_an_earlier_attempts_files(tmp_path):
+    """``--stage X`` must not resume old checkpoints left in X's partial folder (issue 12, point 5)."""
+    store = Store(tmp_path / "runs")
+    recipe = _model_only(tmp_path)
+    key = Runner(recipe, store).plan()[0].key
+    stale = store.begin("model", key) / "checkpoints" / "checkpoint-4"
+    stale.mkdir(parents=True)
+    planned = Runner(recipe, store).plan(force=["model"])
+    assert "discarded" in "; ".join(planned[0].reasons)
+    Runner(recipe, store).run(force=["model"])
+    assert store.is_done("model", key) and not (store.final_dir("model", key) / "checkpoints").exists()
+
+
+def test_gc_lists_abandoned_partials_and_unreferenced_results_and_deletes_only_when_asked(tmp_path, capsys):
+    from pipeline import cli
+
+    store = Store(tmp_path / "runs")
+    recipe = _model_only(tmp_path)
+    Runner(recipe, store).run()  # a finished result the recipe's ref points to: kept
+    key = Runner(recipe, store).plan()[0].key
+    old = store.begin("model", "a" * 64)  # finished, but no recipe refers to it any more
+    (old / "weights.bin").write_bytes(b"x" * 5000)
+    store.commit("model", "a" * 64, {"outputs": {}})
+    abandoned = store.begin("cpt", "b" * 64)
+    (abandoned / "checkpoint.bin").write_bytes(b"y" * 3000)
+    running = store.begin("cpt", "c" * 64)  # another run is computing it: never listed, never removed
+    with store.lock("cpt", "c" * 64):
+        assert cli.main(["gc", "--store", str(store.root)]) == 0
+        listed = capsys.readouterr().out
+        assert "aaaaaaaaaaaa" in listed and "no recipe refers to it" in listed and "4.9 KiB" in listed
+        assert "bbbbbbbbbbbb.partial" in listed and "abandoned partial" in listed
+        assert "cccccccccccc" not in listed and key[:12] not in listed
+        assert "nothing removed (dry run)" in listed
+        assert store.final_dir("model", "a" * 64).exists() and abandoned.exists()  # a dry run removes nothing
+        assert cli.main(["gc", "--store", str(store.root), "--delete"]) == 0
+    assert "removed 2 folder(s)" in capsys.readouterr().out
+    assert not store.final_dir("model", "a" * 64).exists() and not abandoned.exists()
+    assert running.exists() and store.is_done("model", key)

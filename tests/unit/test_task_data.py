@@ -150,3 +150,19 @@ def test_every_shipped_recipe_names_existing_sources_for_its_tasks():
         assert any(t for t in params.tasks if {s.name: s.kind for s in params.sources}[t.source] == "general"), (
             f"{name}: needs a general task to measure forgetting beyond perplexity"
         )
+
+
+def test_a_corpus_killed_after_its_cleanup_reruns_instead_of_finding_no_documents(built, tmp_path, general_jsonl):
+    """Killed after removing its shards and before the commit, the stage's partial folder keeps datatrove's
+    completion markers without the shards they describe: the rerun must start the passes over (issue 12,
+    point 5), not skip them all and stop with "the sources gave no documents"."""
+    import shutil
+
+    from stages.corpus_engine import half_cleaned
+
+    interrupted = tmp_path / "corpus.partial"
+    shutil.copytree(built.parent, interrupted)  # what the finished stage left: data/, work/logs, no shards
+    assert half_cleaned(interrupted / "work")
+    corpus.run(StageContext(out_dir=interrupted), {}, _params(general_jsonl))
+    again = json.loads((interrupted / "data" / "stats.json").read_text())
+    assert again == json.loads((built / "stats.json").read_text())
