@@ -1,39 +1,95 @@
-"""Content fingerprints of external files (sources, local models) for cache keys."""
+"""Content fingerprints of external files (sources, local models) for cache keys.
+
+Every byte of every file is hashed, so an edit anywhere changes the key. Hashing a multi-GB checkpoint
+or corpus on every ``plan`` would be slow, so each file's digest is cached by what ``stat`` says of it
+(resolved path, size, mtime in ns, inode, device): an edit changes the mtime, and the file is hashed
+again; an unchanged file costs one ``stat``. The cache is a SQLite file (safe for several processes)
+under ``$DAPT_DIGEST_CACHE``, else ``$XDG_CACHE_HOME/dapt-pipeline``, else ``~/.cache/dapt-pipeline``;
+a tool that rewrites a file and restores its mtime to the nanosecond would fool it, as it fools make.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
 from pathlib import Path
 
-# Files above this size are fingerprinted by size plus their first and last MiB: hashing a
-# multi-GB checkpoint on every `plan` would cost more than the check is worth.
-_FULL_HASH_LIMIT = 64 * 2**20
-_EDGE = 2**20
+_CHUNK = 2**20
+
+
+def digest_cache_path() -> Path:
+    """Where file digests are cached (see the module docstring)."""
+    if folder := os.environ.get("DAPT_DIGEST_CACHE"):
+        return Path(folder) / "digests.sqlite"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "dapt-pipeline" / "digests.sqlite"
+
+
+def _open_cache() -> sqlite3.Connection | None:
+    """The digest cache, or None where it cannot be written (a read-only home): files are then hashed each time."""
+    path = digest_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT, size INTEGER, mtime_ns INTEGER, inode INTEGER, "
+            "device INTEGER, sha256 TEXT, PRIMARY KEY (path, size, mtime_ns, inode, device))"
+        )
+        return db
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digest(db: sqlite3.Connection | None, path: Path) -> str:
+    """sha256 of a file's bytes, from the cache when its stat is unchanged (hashed and stored otherwise)."""
+    if db is None:
+        return _hash(path)
+    stat = path.stat()
+    row_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+    with db:
+        found = db.execute(
+            "SELECT sha256 FROM digests WHERE path=? AND size=? AND mtime_ns=? AND inode=? AND device=?", row_key
+        ).fetchone()
+        if found:
+            return found[0]
+        value = _hash(path)
+        db.execute("DELETE FROM digests WHERE path=?", row_key[:1])  # the file's older versions
+        db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", (*row_key, value))
+    return value
 
 
 def fingerprint_file(path: Path) -> str:
-    """sha256 of a file's bytes (size plus edges for very large files)."""
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        if size <= _FULL_HASH_LIMIT:
-            for chunk in iter(lambda: fh.read(2**20), b""):
-                digest.update(chunk)
-        else:
-            digest.update(str(size).encode())
-            digest.update(fh.read(_EDGE))
-            fh.seek(size - _EDGE)
-            digest.update(fh.read(_EDGE))
-    return digest.hexdigest()
+    """sha256 of a file's bytes (every byte; cached by the file's stat)."""
+    return fingerprint_paths_digests([path])[0]
+
+
+def fingerprint_paths_digests(paths: list[Path]) -> list[str]:
+    """Each file's sha256, through one connection to the digest cache."""
+    db = _open_cache()
+    try:
+        return [_digest(db, path) for path in paths]
+    finally:
+        if db is not None:
+            db.close()
 
 
 def fingerprint_paths(paths: list[Path], root: Path | None = None) -> str:
     """One hash over a set of files: their relative names and contents, in sorted order."""
+    ordered = sorted(paths)
     digest = hashlib.sha256()
-    for path in sorted(paths):
+    for path, value in zip(ordered, fingerprint_paths_digests(ordered), strict=True):
         name = str(path.relative_to(root)) if root else path.name
         digest.update(name.encode("utf-8"))
-        digest.update(fingerprint_file(path).encode())
+        digest.update(value.encode())
     return digest.hexdigest()
 
 

@@ -1,0 +1,53 @@
+"""File fingerprints for cache keys: every byte counts, and the digest cache is keyed by the file's stat."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stages.fingerprint import digest_cache_path, fingerprint_file, fingerprint_tree
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAPT_DIGEST_CACHE", str(tmp_path / "cache"))
+
+
+def _rewrite_middle(path, byte: bytes) -> None:
+    with path.open("r+b") as fh:
+        fh.seek(path.stat().st_size // 2)
+        fh.write(byte)
+
+
+def test_an_edit_in_the_middle_of_a_large_file_changes_its_fingerprint(tmp_path):
+    """Files over 64 MiB were keyed by size and first/last MiB: a same-size edit inside reused stale results."""
+    big = tmp_path / "corpus.jsonl"
+    with big.open("wb") as fh:
+        fh.truncate(65 * 2**20)  # sparse: 65 MiB of zeros
+    before = fingerprint_file(big)
+    _rewrite_middle(big, b"x")
+    assert big.stat().st_size == 65 * 2**20 and fingerprint_file(big) != before
+    assert digest_cache_path().exists()
+
+
+def test_the_digest_cache_is_keyed_by_the_files_stat(tmp_path):
+    doc = tmp_path / "docs" / "a.md"
+    doc.parent.mkdir()
+    doc.write_text("clause one\nclause two\n")
+    first = fingerprint_tree(doc.parent)
+    stat = doc.stat()
+    _rewrite_middle(doc, b"X")  # same size, same inode; mtime restored to the nanosecond
+    os.utime(doc, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint_tree(doc.parent) == first  # the cached digest: nothing in its stat changed
+    os.utime(doc, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # what any edit does to the mtime
+    assert fingerprint_tree(doc.parent) != first
+
+
+def test_an_unwritable_cache_still_fingerprints(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("DAPT_DIGEST_CACHE", str(blocker))  # mkdir under a file fails
+    doc = tmp_path / "b.txt"
+    doc.write_text("text")
+    assert fingerprint_file(doc) == "982d9e3eb996f559e633f4d194def3761d909f5a3b647d1a851fead67c32c9d1"
