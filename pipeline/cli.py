@@ -182,10 +182,13 @@ def _print_plan(runner: Runner, force: list[str], explain: bool = False) -> None
     for decision in runner.plan(force=force):
         spec = REGISTRY[decision.node.stage]
         print(f"{decision.action:6s} {decision.node.name:12s} {'; '.join(decision.reasons)}")
+        reused = decision.action == "reuse"
+        metrics = runner.store.manifest(spec.name, decision.key).get("metrics", {}) if reused else {}
         if explain:
             print(f"{'':19s}key {decision.key[:12]}  ->  {runner.store.final_dir(spec.name, decision.key)}")
-        if decision.action == "reuse":  # a finished stage's warnings (a source its filters gutted) stay visible
-            warnings += runner.store.manifest(spec.name, decision.key).get("metrics", {}).get("warnings", [])
+            if runtime := metrics.get("runtime"):  # chosen at run time, not by the key: say what it was
+                print(f"{'':19s}made with {', '.join(f'{k} {v}' for k, v in runtime.items())}")
+        warnings += metrics.get("warnings", [])  # a finished stage's warnings (a gutted source) stay visible
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
 

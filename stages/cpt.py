@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.modeling import load_model, load_tokenizer, write_model_card
+from stages.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
 from stages.pack import ROWS_PER_CHUNK, target_count
 from stages.training import (
     checkpoint_callback,
@@ -289,6 +289,7 @@ def train(
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "bf16": args.bf16,
+        "runtime": runtime_choices(args.bf16),
         "processes": args.world_size,  # as the distributed environment reports it
         **info,
     }

@@ -25,7 +25,7 @@ from eval.tasks import (
 )
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
-from stages.modeling import device_and_precision
+from stages.modeling import device_and_precision, runtime_choices
 from stages.user_data import TaskDirsError, lm_eval_task_names
 
 
@@ -217,7 +217,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
         json.dumps({"model": inputs["model"], "backend": backend, "tasks": summary}, indent=2) + "\n", encoding="utf-8"
     )
     ctx.log.info("eval of %s: %s", inputs["model"], {k: round(v["value"], 4) for k, v in summary.items()})
-    return {"outputs": {"results": out}, "metrics": {k: v["value"] for k, v in summary.items()}}
+    metrics: dict[str, Any] = {k: v["value"] for k, v in summary.items()}
+    metrics["runtime"] = runtime_choices(bf16) | {"backend": backend}
+    return {"outputs": {"results": out}, "metrics": metrics}
 
 
 P_CORRECT = "p_correct"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -97,3 +98,28 @@ def fingerprint_tree(root: Path, pattern: str = "**/*") -> str:
     """Fingerprint every file under ``root`` matching ``pattern``."""
     files = [p for p in root.glob(pattern) if p.is_file()]
     return fingerprint_paths(files, root)
+
+
+def hub_commit(repo_id: str, revision: str | None = None, repo_type: str = "model") -> str | None:
+    """The commit a hub revision (branch, tag or hash) points to, or None where it cannot be known.
+
+    A cache key on a hub name alone would reuse results after the repository moves on. Offline, the
+    answer is the local Hugging Face cache's ``refs/<revision>`` file (what a download recorded);
+    online, the hub's own answer. A 40-hex revision is already a commit."""
+    revision = revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import constants
+
+    folder = f"{repo_type}s--{repo_id.replace('/', '--')}"
+    ref = Path(constants.HF_HUB_CACHE) / folder / "refs" / revision
+    if ref.is_file():
+        return ref.read_text(encoding="utf-8").strip()
+    if constants.HF_HUB_OFFLINE:
+        return None
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().repo_info(repo_id, revision=revision, repo_type=repo_type).sha
+    except Exception:  # network or permission trouble: the key says "unresolved", the run will say why
+        return None

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import field_validator
 
 from stages.base import Params, StageContext, StageError, StageSpec, require
-from stages.fingerprint import fingerprint_tree
+from stages.fingerprint import fingerprint_tree, hub_commit
 from stages.modeling import write_model_card
 
 EMBEDDED = {
@@ -83,7 +83,8 @@ def fingerprint(params: ModelParams) -> dict[str, Any]:
     local = Path(params.name).expanduser()
     if local.exists():
         return {"local": str(local.resolve()), "content": fingerprint_tree(local)}
-    return {"hub": params.name, "revision": params.revision or "main"}
+    commit = hub_commit(params.name, params.revision)
+    return {"hub": params.name, "revision": params.revision or "main", "commit": commit or "unresolved"}
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: ModelParams) -> dict[str, Any]:
@@ -95,8 +96,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ModelParams) -> dict[
             raise StageError(f"model folder '{local}' has no config.json: is it a Hugging Face model folder?")
         return {"outputs": {"model": str(local.resolve())}}
     huggingface_hub = require("huggingface_hub", "pip install huggingface_hub")
-    ctx.log.info("resolving hub model %s@%s", params.name, params.revision or "main")
-    path = huggingface_hub.snapshot_download(params.name, revision=params.revision)
+    revision = hub_commit(params.name, params.revision) or params.revision  # the commit the key was made on
+    ctx.log.info("resolving hub model %s@%s", params.name, revision or "main")
+    path = huggingface_hub.snapshot_download(params.name, revision=revision)
     return {"outputs": {"model": str(path)}}
 
 

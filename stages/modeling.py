@@ -47,6 +47,20 @@ def attention_implementation() -> str:
     return "sdpa"
 
 
+def runtime_choices(bf16: bool | None = None) -> dict[str, str]:
+    """What this process chose at run time and no recipe key says: device, precision, attention kernel.
+
+    Stages put it in their metrics (so in the manifest, which ``explain`` shows): two results of one
+    key made on different hardware can differ in their last digits, and this says why.
+    ``bf16``: the precision a Trainer actually used, where it differs from the default choice."""
+    device, default_bf16 = device_and_precision()
+    return {
+        "device": device,
+        "precision": "bf16" if (default_bf16 if bf16 is None else bf16) else "fp32",
+        "attention": attention_implementation(),
+    }
+
+
 def load_model(path: str, trust_remote_code: bool = False, dtype: Any = None) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` on a local folder, fp32 weights unless told otherwise
     (mixed precision comes from the Trainer's bf16 autocast)."""

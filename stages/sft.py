@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.corpus import read_jsonl
-from stages.modeling import load_model, load_tokenizer, write_model_card
+from stages.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
 from stages.training import (
     checkpoint_callback,
     common_arguments,
@@ -170,6 +170,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         "train_runtime_s": result.metrics.get("train_runtime"),
         "resumed_from": checkpoint.name if checkpoint else None,
         "method": params.method,
+        "runtime": runtime_choices(trainer.args.bf16),
     }
     write_model_card(
         out,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
-from stages.fingerprint import fingerprint_paths
+from stages.fingerprint import fingerprint_paths, hub_commit
 from stages.text_blocks import CODE_FENCE, check_filter_names
 from stages.user_data import UserDataError, check_name, jsonl_records
 
@@ -60,6 +60,9 @@ class SourceSpec(BaseModel):
     """Split to read from an hf dataset."""
     config: str | None = None
     """Configuration (subset) of an hf dataset, e.g. ``sample-10BT`` or ``en-es``."""
+    revision: str | None = None
+    """Hub revision of an hf dataset (branch, tag or commit hash; None: main). The cache key holds the
+    commit it resolves to, so a dataset that moves on is read again."""
     license: str = "unknown"
     """License of the text, recorded with every document's provenance."""
     max_documents: int | None = Field(None, ge=1)
@@ -213,7 +216,8 @@ def _files(spec: SourceSpec) -> list[Path]:
 def fingerprint(spec: SourceSpec) -> str:
     """Content hash of everything the source reads; a hub dataset is named by id and split."""
     if spec.type == "hf" and not Path(spec.path or "").exists():
-        return f"hub:{spec.path}:{spec.split}"
+        commit = hub_commit(spec.path or "", spec.revision, repo_type="dataset") or "unresolved"
+        return f"hub:{spec.path}:{spec.split}:{commit}"
     return fingerprint_paths(_files(spec))
 
 
@@ -411,7 +415,8 @@ def _read_table(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         if isinstance(table, datasets.DatasetDict):
             table = table[spec.split]
     else:
-        table = datasets.load_dataset(spec.path, name=spec.config, split=spec.split, streaming=True)
+        revision = hub_commit(spec.path or "", spec.revision, repo_type="dataset") or spec.revision
+        table = datasets.load_dataset(spec.path, name=spec.config, split=spec.split, streaming=True, revision=revision)
     pairs: list[tuple[str, str]] = []
     for number, record in enumerate(table):
         value = record.get(spec.text_field)

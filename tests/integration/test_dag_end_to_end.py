@@ -60,6 +60,20 @@ def test_first_run_executes_every_stage_and_writes_a_report(first_run):
     assert metrics["cpt"]["bpb_domain"] < metrics["base"]["bpb_domain"]
 
 
+def test_explain_shows_what_each_model_stage_chose_at_run_time(first_run, capsys):
+    """Precision and attention kernel are chosen from the hardware, not keyed: the manifest records them."""
+    import re
+
+    from pipeline import cli
+
+    recipe_file, store, _ = first_run
+    assert cli.main(["explain", str(recipe_file), "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    made = re.findall(r"made with device cpu, precision (?:fp32|bf16), attention sdpa", out)
+    assert len(made) == 6  # cpt, sft and the four evals
+    assert "backend hf" in out
+
+
 def test_stage_outputs_are_loadable_models_with_manifests(first_run):
     from transformers import AutoModelForCausalLM
 

@@ -51,3 +51,31 @@ def test_an_unwritable_cache_still_fingerprints(tmp_path, monkeypatch):
     doc = tmp_path / "b.txt"
     doc.write_text("text")
     assert fingerprint_file(doc) == "982d9e3eb996f559e633f4d194def3761d909f5a3b647d1a851fead67c32c9d1"
+
+
+def test_hub_models_and_datasets_are_keyed_by_the_commit_their_revision_points_to(tmp_path, monkeypatch):
+    """A hub name alone would reuse results after the repository moved on: the key holds the commit, read
+    offline from the local Hugging Face cache's refs (as a download records them)."""
+    from huggingface_hub import constants
+
+    from stages import model, sources
+    from stages.fingerprint import hub_commit
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    params = model.ModelParams(name="org/tiny-lm")
+    spec = sources.SourceSpec(name="web", kind="general", type="hf", path="org/web-text")
+    assert model.fingerprint(params)["commit"] == "unresolved" and hub_commit("org/tiny-lm") is None
+    assert sources.fingerprint(spec).endswith(":unresolved")
+
+    first, second = "a" * 40, "b" * 40
+    for folder in ("models--org--tiny-lm", "datasets--org--web-text"):
+        (tmp_path / "hub" / folder / "refs").mkdir(parents=True)
+        (tmp_path / "hub" / folder / "refs" / "main").write_text(first)
+    before = (model.fingerprint(params), sources.fingerprint(spec))
+    assert before[0]["commit"] == first and before[1] == f"hub:org/web-text:train:{first}"
+    for folder in ("models--org--tiny-lm", "datasets--org--web-text"):
+        (tmp_path / "hub" / folder / "refs" / "main").write_text(second)  # main moved on
+    assert model.fingerprint(params)["commit"] == second and sources.fingerprint(spec).endswith(second)
+    pinned = model.ModelParams(name="org/tiny-lm", revision=first)  # a pinned commit never moves
+    assert model.fingerprint(pinned)["commit"] == first
