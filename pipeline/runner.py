@@ -87,6 +87,12 @@ def route_library_logs() -> None:
             if type(handler) is logging.StreamHandler:
                 library.removeHandler(handler)
         library.propagate = True
+    if os.environ.get(VERBOSE_ENV) != "1":
+        try:  # "Loading weights" and "Writing model shards" bars, a few per stage, under a second each
+            from transformers.utils import logging as transformers_logging
+        except ImportError:
+            return
+        transformers_logging.disable_progress_bar()  # the Trainer's own bars use tqdm directly and stay
 
 
 @dataclass

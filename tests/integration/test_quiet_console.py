@@ -40,6 +40,9 @@ SCRIPT = (
     route_library_logs()
     import transformers.utils.logging
 
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(sys.argv[4])  # transformers' "Loading weights" bar: verbose only
     logging.getLogger("lm_eval.evaluator").info("LM_EVAL_LINE")
     transformers.utils.logging.get_logger("transformers.probe").warning("TRANSFORMERS_WARNING")
     print("folders", " ".join(f"{d.node.stage}={runner.store.final_dir(d.node.stage, d.key)}" for d in decisions))
@@ -50,12 +53,12 @@ SCRIPT = (
 )
 
 
-def _run(tmp_path: Path, recipe: Path, verbose: bool) -> tuple[str, dict[str, Path]]:
+def _run(tmp_path: Path, recipe: Path, verbose: bool, model: Path) -> tuple[str, dict[str, Path]]:
     store = tmp_path / f"runs_{int(verbose)}"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("DAPT_VERBOSE", None)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(recipe), str(store), "1" if verbose else "0"],
+        [sys.executable, "-c", SCRIPT, str(recipe), str(store), "1" if verbose else "0", str(model)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -74,8 +77,9 @@ def recipe(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, general_j
     return tiny_recipe(tmp_path_factory.mktemp("quiet") / "quiet.yaml", tiny_model, general_jsonl)
 
 
-def test_quiet_console_keeps_library_logs_in_stage_log(tmp_path: Path, recipe: Path) -> None:
-    output, folders = _run(tmp_path, recipe, verbose=False)
+def test_quiet_console_keeps_library_logs_in_stage_log(tmp_path: Path, recipe: Path, tiny_model: Path) -> None:
+    output, folders = _run(tmp_path, recipe, verbose=False, model=tiny_model)
+    assert "Loading weights" not in output
     for number, stage in enumerate(("model", "corpus", "pack"), 1):
         assert f"[{number}/3] {stage}: running" in output
     for marker in STATS_MARKERS:
@@ -92,8 +96,9 @@ def test_quiet_console_keeps_library_logs_in_stage_log(tmp_path: Path, recipe: P
     assert task_logs and "Stats: Task" in task_logs[0].read_text(encoding="utf-8")
 
 
-def test_verbose_console_shows_library_logs(tmp_path: Path, recipe: Path) -> None:
-    output, folders = _run(tmp_path, recipe, verbose=True)
+def test_verbose_console_shows_library_logs(tmp_path: Path, recipe: Path, tiny_model: Path) -> None:
+    output, folders = _run(tmp_path, recipe, verbose=True, model=tiny_model)
+    assert "Loading weights" in output
     assert "[1/3] model: running" in output
     assert "📉📉📉 Stats: All" in output  # stage process, through stdlib logging
     assert "Launching pipeline for rank=1" in output  # a worker process's task, to its stderr
