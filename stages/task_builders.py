@@ -131,7 +131,9 @@ def _definition_builder(name: str, question: Callable[[str], str], describe: str
             answer = doc["meta"]["definition"]
             distractors = rng.sample([d for d in definitions if d != answer], N_CHOICES - 1)
             prompt = f"{question(doc['meta']['term'])}\nAnswer:"
-            task.eval_items.append(_choice_item(prompt, answer, distractors, rng, held_out=[answer]))
+            # The distractors are held-out definitions too: one learnt from training text could be ruled out.
+            held = [answer, *distractors]
+            task.eval_items.append(_choice_item(prompt, answer, distractors, rng, held_out=held))
         return task
 
     build.__doc__ = describe

@@ -34,3 +34,19 @@ def test_hits_name_every_item_that_shares_text():
 def test_ngrams_of_a_short_text_is_the_text():
     assert ngrams("Two words", 13) == {("two", "words")}
     assert len(ngrams(HELD_OUT, 13)) == len(HELD_OUT.split()) - 12
+
+
+def test_overlap_share_finds_near_copies_not_documents_sharing_a_clause():
+    from stages.decontam import OverlapShare
+
+    clause = "the above copyright notice and this permission notice shall be included in all copies of the software"
+    own = " ".join(f"word{i}" for i in range(60))
+    near = f"{clause} {own}"
+    validation = [("near", near), ("clause", f"{clause} " + " ".join(f"other{i}" for i in range(80))), ("none", own)]
+    overlap = OverlapShare(validation, 13)
+    overlap.add_training_text(near.replace("word59", "changed"))  # a near-copy: one word differs
+    overlap.add_training_text(f"preamble {clause} and more")
+    shares = overlap.shares()
+    assert shares["near"] > 0.9 and 0 < shares["clause"] < 0.15
+    assert shares["none"] > 0.9  # its text is inside the near-copy too: the share counts n-grams, not documents
+    assert OverlapShare([], 13).shares() == {}

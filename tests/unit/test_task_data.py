@@ -166,3 +166,19 @@ def test_a_corpus_killed_after_its_cleanup_reruns_instead_of_finding_no_document
     corpus.run(StageContext(out_dir=interrupted), {}, _params(general_jsonl))
     again = json.loads((interrupted / "data" / "stats.json").read_text())
     assert again == json.loads((built / "stats.json").read_text())
+
+
+def test_no_kept_validation_document_is_a_near_copy_of_training_text(built):
+    """Checked here with this file's own n-grams: at most half of a validation document's 13-grams may be
+    in training text (corpus.validation_overlap), and the drops are counted per source with their reason."""
+    training: set[tuple[str, ...]] = set()
+    for kind in ("domain", "general"):
+        for doc in read_jsonl(built / f"{kind}_train.jsonl"):
+            training |= _grams(doc["text"])
+    for kind in ("domain", "general"):
+        for doc in read_jsonl(built / f"{kind}_validation.jsonl"):
+            grams = _grams(doc["text"])
+            assert not grams or len(grams & training) / len(grams) < 0.5, doc["id"]
+    stats = json.loads((built / "stats.json").read_text())
+    counted = sum(n for e in stats["sources"].values() for r, n in e["dropped"].items() if "near-copy" in r)
+    assert counted == stats["validation_near_copies"]
