@@ -187,7 +187,9 @@ def _print_plan(runner: Runner, force: list[str], explain: bool = False) -> None
         if explain:
             print(f"{'':19s}key {decision.key[:12]}  ->  {runner.store.final_dir(spec.name, decision.key)}")
             if runtime := metrics.get("runtime"):  # chosen at run time, not by the key: say what it was
-                print(f"{'':19s}made with {', '.join(f'{k} {v}' for k, v in runtime.items())}")
+                order = ["device", "precision", "attention", "backend"]  # the manifest stores keys sorted
+                named = sorted(runtime.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+                print(f"{'':19s}made with {', '.join(f'{k} {v}' for k, v in named)}")
         warnings += metrics.get("warnings", [])  # a finished stage's warnings (a gutted source) stay visible
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
