@@ -123,8 +123,11 @@ def test_planted_overlap_is_removed_from_training(tmp_path, tiny_model):
     kept = {d["text"] for d in read_jsonl(data / "general_train.jsonl")}
     assert kept and not kept & set(quoting)
     held = {d["text"] for split in ("validation", "eval") for d in read_jsonl(data / f"general_{split}.jsonl")}
+    # Quotes of one definition are near-duplicates of each other: MinHash keeps one (its exclusions stay on disk).
+    excluded = (tmp_path / "out" / "work" / "duplicates").glob("*.jsonl")
+    duplicates = {d["text"] for path in excluded for d in read_jsonl(path)}
     dropped = json.loads((data / "stats.json").read_text())["sources"]["quotes"]["dropped"]
-    assert dropped["shares a 13-gram with an eval item"] == len(set(quoting) - held) > 0
+    assert dropped["shares a 13-gram with an eval item"] == len(set(quoting) - held - duplicates) > 0
 
 
 @pytest.mark.skipif(not (SWORD / "engWEB2015eb").exists(), reason="Debian sword-text-web/-sparv not installed")
