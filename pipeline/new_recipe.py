@@ -271,7 +271,7 @@ def recipe_text(
         _line(f"- {{type: cloze, source: {first}, max_eval_items: 200}}", "held-out cloze probe: domain language", 4),
         _line(
             f"- {{type: knowledge_probe, source: {first}, max_eval_items: 100}}",
-            "closed-book probe on training text: what cpt stored",
+            "closed-book probe on passages cpt always reads: what it kept",
             4,
         ),
     ]
