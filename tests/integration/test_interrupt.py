@@ -31,6 +31,9 @@ def test_ctrl_c_names_the_stage_the_checkpoint_and_the_resume_command(tmp_path, 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a shell: an ignored SIGINT is inherited across exec, and Python then keeps ignoring it; an
+        # earlier test's library (a job executor) can leave this pytest process ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while time.time() < deadline and not list(store.glob("cpt/*.partial/checkpoints/checkpoint-*/trainer_state.json")):
