@@ -360,6 +360,30 @@ def probe_coverage(cpt_metrics: dict[str, Any]) -> list[str]:
     return out
 
 
+def training_overlap(evals: dict[str, dict[str, Any]]) -> tuple[Table | None, list[str]]:
+    """lm-eval benchmarks and the user's task folders against the training text: a table and warnings.
+
+    The eval stage counts, per task, the items sharing a 13-gram with training text (the corpus does not
+    depend on the model, so any model's results carry the same counts). A task with any such item gets a
+    warning: its score may be flattered by memorised items.
+    """
+    tasks = next(iter(evals.values()), {}).get("tasks", {})
+    counts = {task: entry["train_overlap"] for task, entry in tasks.items() if "train_overlap" in entry}
+    if not counts:
+        return None, []
+    rows, notes = [], []
+    for task, c in counts.items():
+        share = c["overlapping"] / c["items"] if c["items"] else 0.0
+        rows.append([task, c["items"], c["overlapping"], f"{100 * share:.1f}%", c["short"]])
+        if c["overlapping"]:
+            notes.append(
+                f"{c['overlapping']} of {c['items']} items of {task} share a {c['n']}-gram with the training "
+                "text: its score may be flattered"
+            )
+    header = ["task", "items", f"sharing a {next(iter(counts.values()))['n']}-gram", "share", "too short to check"]
+    return (header, rows), notes
+
+
 def _split_counts(entry: dict[str, Any], split: str) -> str:
     counts = entry.get("splits", {}).get(split)
     return f"{counts['documents']:,}" if counts else "-"

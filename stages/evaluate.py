@@ -157,8 +157,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
                 "kind": "domain",
                 "metric": "acc",
                 "origin": "user",
+                "task_dir": True,
                 "description": f"lm-eval task from {folder}",
             }
+
+    external = [name for name, info in names.items() if info.get("benchmark") or info.get("task_dir")]
+    overlap = training_overlap(corpus, item_texts(external, task_manager))
 
     device, bf16 = device_and_precision()
     backend = choose_backend(params.backend)
@@ -208,6 +212,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
             entry["chrf"] = metrics["chrf,none"]
         if info["metric"] == P_CORRECT:
             entry["acc"] = metrics["acc,none"]
+        if task in overlap:
+            entry["train_overlap"] = overlap[task]
         if samples.get(task):
             entry["per_item"] = per_item_scores(samples[task], info["metric"])
             entry.setdefault("items", len(samples[task]))  # the user's lm-eval tasks and benchmarks
@@ -278,11 +284,102 @@ def per_item_scores(samples: list[dict[str, Any]], metric: str) -> list[Any]:
     return [float(sample[metric]) for sample in ordered if metric in sample]
 
 
+TRAINING_FILES = ("domain_train.jsonl", "general_train.jsonl", "sft_train.jsonl")
+"""Every text a training stage can read: cpt's two sides and sft's pairs."""
+
+
+def item_texts(names: list[str], task_manager: Any) -> dict[str, list[str]]:
+    """Each named lm-eval task's (or group's) items, as text a training document could hold.
+
+    An item is the decontamination query its task declares (lm-eval's ``doc_to_decontamination_query``),
+    else its prompt followed by the right answer. A group (mmlu) gathers its subtasks' items.
+    """
+    from lm_eval.api.task import Task
+    from lm_eval.tasks import get_task_dict
+
+    def leaves(node: Any) -> list[Any]:
+        if isinstance(node, Task):
+            return [node]
+        return [leaf for child in node.values() for leaf in leaves(child)] if isinstance(node, dict) else []
+
+    return {
+        name: [_item_text(task, doc) for task in leaves(get_task_dict([name], task_manager)) for doc in task.eval_docs]
+        for name in names
+    }
+
+
+def _item_text(task: Any, doc: dict[str, Any]) -> str:
+    if getattr(task, "should_decontaminate", lambda: False)():
+        return str(task.doc_to_decontamination_query(doc))
+    prompt, target = task.doc_to_text(doc), task.doc_to_target(doc)
+    if task.OUTPUT_TYPE == "multiple_choice":
+        choices = task.doc_to_choice(doc)
+        if isinstance(prompt, int):  # one context per choice (winogrande): the right one is the text
+            prompt = choices[prompt] if prompt < len(choices) else ""
+        if isinstance(target, int) and target < len(choices):
+            target = choices[target]
+    if isinstance(target, list):
+        target = " ".join(str(t) for t in target)
+    return f"{prompt} {target}"
+
+
+def training_overlap(corpus: Path, texts: dict[str, list[str]], n: int = 13) -> dict[str, dict[str, int]]:
+    """Per task, how many of its items share a word ``n``-gram with the corpus's training text.
+
+    The corpus stage keeps the recipe's own eval items out of training, but lm-eval benchmarks and the
+    user's task folders are not known to it, so their overlap is measured here and reported, as lm-eval's
+    decontamination notes do: an item counts as overlapping when any of its 13-grams is in the training
+    text. lm-eval's own ``get_train_overlap`` reads only pre-built Pile-format n-gram buckets, so the
+    n-grams are matched with this project's ``OverlapShare``. Items under ``n`` words cannot be checked
+    this way (lm-eval skips them too) and are counted as ``short``.
+    """
+    from stages import decontam
+
+    if not texts:
+        return {}
+    share = decontam.OverlapShare(
+        (((task, number), text) for task, items in texts.items() for number, text in enumerate(items)), n=n
+    )
+    for name in TRAINING_FILES:
+        path = corpus / name
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    share.add_training_text(_record_text(json.loads(line)))
+    shares = share.shares()
+    return {
+        task: {
+            "items": len(items),
+            "overlapping": sum(1 for number in range(len(items)) if shares[(task, number)] > 0),
+            "short": sum(1 for text in items if len(decontam.words(text)) < n),
+            "n": n,
+        }
+        for task, items in texts.items()
+    }
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    """A training document's text, or an SFT pair's prompt and completion (plain strings or chat turns)."""
+    if "text" in record:
+        return str(record["text"])
+    parts: list[str] = []
+    for field in ("prompt", "completion", "messages"):
+        value = record.get(field)
+        turns = value if isinstance(value, list) else [value] if value else []
+        parts += [str(turn["content"]) if isinstance(turn, dict) else str(turn) for turn in turns]
+    return "\n".join(parts)
+
+
 def fingerprint(params: EvalParams) -> dict[str, Any]:
     """The user's lm-eval task folders by content, so an edited task YAML reruns every eval."""
     from stages.fingerprint import fingerprint_tree
 
-    return {f"task_dir:{folder}": fingerprint_tree(Path(folder)) for folder in params.task_dirs}
+    prints: dict[str, Any] = {f"task_dir:{folder}": fingerprint_tree(Path(folder)) for folder in params.task_dirs}
+    if params.benchmarks or params.task_dirs:  # only their results gained the training-overlap count
+        prints["train_overlap"] = 1
+    return prints
 
 
 def choose_backend(requested: str) -> str:

@@ -37,6 +37,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     title = params.title or f"Domain adaptation report: {ctx.recipe or 'recipe'}"
     comparisons = report.compare_models(evals)
     notes = report.warnings(stats, comparisons)
+    overlap_table, overlap_notes = report.training_overlap(evals)
+    notes += overlap_notes
     cpt_metrics_path = Path(inputs["cpt"]).parent / "metrics.json"
     pack = json.loads((Path(inputs["packed"]) / "pack.json").read_text(encoding="utf-8"))
     if "base" in evals and cpt_metrics_path.exists():
@@ -83,6 +85,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
             "a word n-gram with an eval item were dropped (per source in the table above). Eval items are never "
             "trained on.",
         ),
+        *([("lm-eval benchmarks and task folders: items in training text", overlap_table)] if overlap_table else []),
         ("Packed training data", report.pack_table(pack)),
     ]
     images: list[tuple[str, str, bytes]] = []

@@ -122,6 +122,8 @@ def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, lm_eva
     assert results["quiz"]["origin"] == "user" and results["quiz"]["items"] == 20
     assert results["cloze"]["origin"] == "held_out" and results["knowledge_probe"]["origin"] == "training"
     assert results["my_yaml_quiz"]["origin"] == "user" and len(results["my_yaml_quiz"]["per_item"]) == 20
+    assert results["my_yaml_quiz"]["train_overlap"]["items"] == 20  # a task folder is checked against training text
+    assert "train_overlap" not in results["quiz"]  # the corpus decontaminated against the built tasks already
     for task in ("quiz", "cloze", "knowledge_probe"):
         assert len(results[task]["per_item"]) == results[task]["items"]
     assert set(results["quiz"]["per_item"]) <= {0.0, 1.0}
@@ -136,6 +138,7 @@ def test_own_domain_runs_end_to_end_with_mined_and_user_tasks(own_recipe, lm_eva
     assert all(len(pair) == 2 for pair in results["bpb_domain"]["per_item"])
     report = (store.final_dir("report", keys["report"]) / "report.md").read_text(encoding="utf-8")
     assert "quiz" in report and "cloze" in report and "knowledge_probe" in report
+    assert "task folders: items in training text" in report
     covered = cpt["domain_probe_blocks_trained"] == cpt["domain_probe_blocks"]
     assert covered != ("knowledge probe asks about" in report)  # the tiny budget leaves some out, and says so
 

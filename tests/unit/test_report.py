@@ -16,6 +16,7 @@ from eval.report import (
     main_table,
     markdown,
     probe_coverage,
+    training_overlap,
     verdict_table,
     warnings,
 )
@@ -257,3 +258,22 @@ def test_p_correct_is_the_right_choice_share_of_the_choice_likelihoods():
     metrics = p_correct_metrics([even, sure, text])
     assert metrics["p_correct,none"] == pytest.approx(2 / 3)
     assert metrics["p_correct_stderr,none"] == pytest.approx(np.std([0.25, 1.0, 0.75], ddof=1) / math.sqrt(3))
+
+
+def test_training_overlap_table_and_a_warning_only_for_tasks_with_overlapping_items():
+    assert training_overlap(_evals()) == (None, [])  # no benchmark or task folder: no section
+    evals = _evals()
+    evals["base"]["tasks"]["mmlu"] = {
+        "value": 0.3,
+        "train_overlap": {"items": 40, "overlapping": 3, "short": 2, "n": 13},
+    }
+    evals["base"]["tasks"]["my_quiz"] = {
+        "value": 0.5,
+        "train_overlap": {"items": 20, "overlapping": 0, "short": 0, "n": 13},
+    }
+    table, notes = training_overlap(evals)
+    assert table == (
+        ["task", "items", "sharing a 13-gram", "share", "too short to check"],
+        [["mmlu", 40, 3, "7.5%", 2], ["my_quiz", 20, 0, "0.0%", 0]],
+    )
+    assert len(notes) == 1 and notes[0].startswith("3 of 40 items of mmlu share a 13-gram")
