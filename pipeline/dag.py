@@ -37,6 +37,10 @@ class Node:
 EVALUATED_MODELS = ("base", "cpt", "sft", "merge")
 
 
+MANIFEST_OUTPUT = "manifest"
+"""An output of every node besides its stage's own: the manifest.json of its finished result."""
+
+
 def default_graph(with_plan: bool = False) -> list[Node]:
     """corpus -> pack -> (plan) -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
     model_of = {"base": "model.model", "cpt": "cpt.model", "sft": "sft.model", "merge": "merge.model"}
@@ -58,10 +62,12 @@ def default_graph(with_plan: bool = False) -> list[Node]:
         nodes.append(Node(f"eval_{label}", "eval", {"model": model_of[label], "corpus": "corpus.data"}, section="eval"))
     report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in EVALUATED_MODELS}
     report_inputs["cpt"] = "cpt.curves"
+    report_inputs["cpt_run"] = "cpt.manifest"
     report_inputs["corpus"] = "corpus.data"
     report_inputs["packed"] = "pack.packed"
     if with_plan:
         report_inputs["plan"] = "plan.plan"
+        report_inputs["proxies"] = "plan.proxies"
     nodes.append(Node("report", "report", report_inputs))
     return nodes
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.dag import Node, downstream_of
+from pipeline.dag import MANIFEST_OUTPUT, Node, downstream_of
 from pipeline.executor import run_stage
 from pipeline.keys import library_versions, stage_key
 from pipeline.recipe import Recipe
@@ -315,9 +315,12 @@ class Runner:
         return f"interrupted during stage {where}; kept: {kept}; resume with: {resume_command}"
 
     def _resolve_outputs(self, stage: str, key: str) -> dict[str, Any]:
+        """A finished node's declared outputs by name, plus ``manifest``: its manifest.json (params, keys,
+        metrics, timings), an output of every node, so a downstream stage reads another's metrics
+        through a binding rather than a path into its folder."""
         manifest = self.store.manifest(stage, key)
         final = self.store.final_dir(stage, key)
-        resolved = {}
+        resolved = {MANIFEST_OUTPUT: str(final / "manifest.json")}
         for name, entry in manifest["outputs"].items():
             resolved[name] = str(final / entry["path"]) if "path" in entry else entry["ref"]
         return resolved

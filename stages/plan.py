@@ -57,9 +57,13 @@ class PlanParams(Params):
         return sorted(value)
 
 
+def _proxy_folder(share: float) -> str:
+    return f"domain_share_{share:.3f}"
+
+
 def _proxy(ctx: StageContext, inputs: dict[str, Any], params: PlanParams, share: float) -> list[dict[str, Any]]:
     """One proxy run (resumable: a finished proxy's points are kept in its folder)."""
-    folder = ctx.out_dir / "proxies" / f"domain_share_{share:.3f}"
+    folder = ctx.out_dir / "proxies" / _proxy_folder(share)
     done = folder / "points.json"
     if done.exists():
         return json.loads(done.read_text(encoding="utf-8"))
@@ -160,7 +164,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[s
         "domain_leave_largest_budget_out": domain_quality["leave_largest_budget_out"],
         "general_leave_largest_budget_out": general_quality["leave_largest_budget_out"],
     }
-    return {"outputs": {"plan": out}, "metrics": metrics}
+    proxies = ctx.out_dir / "proxies"  # declared, with an index, so the report never parses folder names
+    index = [{"domain_share": s, "curves": f"{_proxy_folder(s)}/curves.jsonl"} for s in params.domain_shares]
+    (proxies / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    return {"outputs": {"plan": out, "proxies": proxies}, "metrics": metrics}
 
 
 def predicted_curves(plan: dict[str, Any], tokens: np.ndarray) -> dict[str, dict[float, np.ndarray]]:
@@ -181,7 +188,7 @@ def proxy_table(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 SPEC = StageSpec(
     name="plan",
-    version=2,
+    version=3,
     params=PlanParams,
     inputs=("model", "packed"),
     run=run,

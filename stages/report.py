@@ -39,10 +39,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     notes = report.warnings(stats, comparisons)
     overlap_table, overlap_notes = report.training_overlap(evals)
     notes += overlap_notes
-    cpt_metrics_path = Path(inputs["cpt"]).parent / "metrics.json"
+    cpt_metrics = json.loads(Path(inputs["cpt_run"]).read_text(encoding="utf-8"))["metrics"]
     pack = json.loads((Path(inputs["packed"]) / "pack.json").read_text(encoding="utf-8"))
-    if "base" in evals and cpt_metrics_path.exists():
-        cpt_metrics = json.loads(cpt_metrics_path.read_text(encoding="utf-8"))
+    if "base" in evals:
         note = report.budget_note(
             evals,
             comparisons,
@@ -102,12 +101,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     if history:
         images.append(("CPT loss curves", "cpt_curves.png", report.curves_png(history, law_fits)))
     if inputs.get("plan"):
-        cpt_metrics = json.loads((Path(inputs["cpt"]).parent / "metrics.json").read_text(encoding="utf-8"))
         plan_sections, plan_image = _plan_sections(
             json.loads(Path(inputs["plan"]).read_text(encoding="utf-8")), cpt_metrics
         )
         sections += plan_sections
-        transfer = _curve_transfer(Path(inputs["plan"]).parent, cpt_metrics, history)
+        transfer = _curve_transfer(Path(inputs["proxies"]), cpt_metrics, history) if inputs.get("proxies") else None
         if transfer:
             sections.append(transfer)
         images.append(("Mixture plan: D-CPT Law fits", "plan_fit.png", plan_image))
@@ -141,14 +139,17 @@ def _curve_law_table(fits: dict[str, dict[str, Any]]) -> tuple[list[str], list[l
     return header, rows
 
 
-def _curve_transfer(plan_dir: Path, cpt_metrics: dict[str, Any], history: list[dict[str, Any]]) -> Any:
-    """Fit the learning-dynamics law on the proxy run nearest the real mixture, predict the real cpt curve."""
+def _curve_transfer(proxies: Path, cpt_metrics: dict[str, Any], history: list[dict[str, Any]]) -> Any:
+    """Fit the learning-dynamics law on the proxy run nearest the real mixture, predict the real cpt curve.
+
+    ``proxies`` is the plan stage's declared output: its index.json names each proxy's domain share and curves."""
     share = 1 - cpt_metrics["general_token_share"]
-    candidates = {float(p.name.rsplit("_", 1)[1]): p for p in (plan_dir / "proxies").glob("domain_share_*")}
+    index = json.loads((proxies / "index.json").read_text(encoding="utf-8"))
+    candidates = {float(entry["domain_share"]): proxies / entry["curves"] for entry in index}
     nearest = min(candidates, key=lambda s: abs(s - share), default=None)
-    if nearest is None or abs(nearest - share) > 0.05 or not (candidates[nearest] / "curves.jsonl").exists():
+    if nearest is None or abs(nearest - share) > 0.05 or not candidates[nearest].exists():
         return None
-    proxy_history = read_jsonl(candidates[nearest] / "curves.jsonl")
+    proxy_history = read_jsonl(candidates[nearest])
     rows = []
     for kind in ("domain", "general"):
         fitted = laws.fit_logged_curve(proxy_history, kind)
@@ -260,8 +261,8 @@ SPEC = StageSpec(
     name="report",
     version=6,
     params=ReportParams,
-    inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "corpus", "packed"),
-    optional_inputs=("plan",),
+    inputs=("eval_base", "eval_cpt", "eval_sft", "eval_merge", "cpt", "cpt_run", "corpus", "packed"),
+    optional_inputs=("plan", "proxies"),
     run=run,
     doc="Markdown + HTML report: a verdict with paired significance marks, warnings, plots, then details.",
     libraries=("matplotlib",),

@@ -187,6 +187,12 @@ def test_plan_stage_chooses_the_replay_ratio_that_cpt_uses(tmp_path, tiny_model,
     assert cpt_metrics["general_blocks"] == round(chosen * blocks)
     report = (store.final_dir("report", key["report"]) / "report.md").read_text()
     assert "Mixture plan (D-CPT Law)" in report and "Plan: prediction against the real cpt run" in report
+    # The report reads the proxies and cpt's metrics through declared outputs, not paths into their folders.
+    index = json.loads((store.final_dir("plan", key["plan"]) / "proxies" / "index.json").read_text())
+    assert [entry["domain_share"] for entry in index] == [0.25, 0.5, 1.0]
+    bound = store.manifest("report", key["report"])["inputs"]
+    assert (bound["proxies"]["node"], bound["proxies"]["output"]) == ("plan", "proxies")
+    assert (bound["cpt_run"]["node"], bound["cpt_run"]["output"]) == ("cpt", "manifest")
     # Pinning the ratio by hand overrides the plan, and changes only cpt's key and what follows.
     pinned = Runner(load_recipe(str(recipe_file), ["cpt.replay_ratio=0.5"]), store).plan()
     assert {d.node.name for d in pinned if d.action == "run"} == {

@@ -149,7 +149,9 @@ def _build_report(root: Path) -> Path:
     (packed / "pack.json").write_text(json.dumps(pack))
     out = root / "report"
     out.mkdir()
-    inputs |= {"corpus": str(corpus), "cpt": str(cpt), "packed": str(packed)}
+    cpt_run = root / "cpt" / "manifest.json"  # the engine's ``manifest`` output of the cpt node
+    cpt_run.write_text(json.dumps({"metrics": {"train_tokens": 32768, "general_token_share": 0.25}}))
+    inputs |= {"corpus": str(corpus), "cpt": str(cpt), "cpt_run": str(cpt_run), "packed": str(packed)}
     run(StageContext(out_dir=out, recipe="legal"), inputs, ReportParams())
     return out
 
