@@ -450,7 +450,7 @@ def pack_table(pack: dict[str, Any]) -> Table:
     return header, rows
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib's pyplot on the file-only Agg backend (no display here or in CI)."""
     import matplotlib
 
@@ -460,18 +460,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def figure_png(fig: Any) -> bytes:
     """A finished figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
 def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]] | None = None) -> bytes:
     """Training loss and held-out general/domain loss against step, with fitted law curves dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     series = {
         "train loss": "loss",
@@ -491,7 +491,7 @@ def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]
     ax.set_title("Continual pre-training: loss curves")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _model_colours(models: Sequence[str]) -> dict[str, str]:
@@ -508,7 +508,7 @@ def task_scores_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
     tasks = [t for t in ordered_tasks(first) if first[t]["metric"] != "bits_per_byte"]
     if not tasks:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     models = list(evals)
     colours = _model_colours(models)
     ncols = min(2, len(tasks))
@@ -533,7 +533,7 @@ def task_scores_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     fig.suptitle("Task scores (± standard error; dashed: baseline)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def bpb_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
@@ -541,7 +541,7 @@ def bpb_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
     kinds = [t for t in ("bpb_domain", "bpb_general") if all(t in e["tasks"] for e in evals.values())]
     if not kinds:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     models = list(evals)
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
     width = 0.8 / len(kinds)
@@ -557,7 +557,7 @@ def bpb_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
     ax.set_title("Held-out bits-per-byte: domain and general")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _md_cell(cell: Any) -> str:
@@ -698,7 +698,7 @@ def plan_png(
 
     ``measured`` maps kind -> (tokens, domain share, loss) of the real cpt run.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, kind in zip(axes, ("domain", "general"), strict=True):
         for index, (share, curve) in enumerate(sorted(fitted[kind].items())):
@@ -715,4 +715,4 @@ def plan_png(
         ax.set_title(f"D-CPT Law fit: {kind} loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_png(fig)

@@ -242,14 +242,18 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _print_report(runner: Runner, brief: bool = False) -> int:
-    ref = runner.store.read_ref(runner.recipe.name, "report")
-    if ref is None or not runner.store.is_done("report", ref["key"]):
+    # A sweep's page is the comparison of its branches (each branch keeps its own report beside it).
+    node = next((n for n in runner.recipe.nodes if n.stage == "compare"), None) or next(
+        n for n in runner.recipe.nodes if n.stage == "report"
+    )
+    ref = runner.store.read_ref(runner.recipe.name, node.name)
+    if ref is None or not runner.store.is_done(node.stage, ref["key"]):
         print(
             f"no report yet for recipe '{runner.recipe.name}': run `make recipe={runner.recipe.name}` first",
             file=sys.stderr,
         )
         return 1
-    folder = runner.store.final_dir("report", ref["key"])
+    folder = runner.store.final_dir(node.stage, ref["key"])
     if not brief:
         print((folder / "report.md").read_text(encoding="utf-8"))
     print(f"report: {folder / 'report.md'}\n        {folder / 'report.html'}")

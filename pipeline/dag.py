@@ -24,13 +24,15 @@ class Node:
     """input name -> ``upstream_node.output_name``."""
     section: str = ""
     """The recipe section holding this node's params (several eval nodes share ``eval``)."""
+    branch: str = ""
+    """The sweep branch this node belongs to (``replay_ratio-0.1``); empty for shared nodes."""
 
     @property
     def params_section(self) -> str:
         return self.section or self.name
 
     def upstream(self) -> list[str]:
-        return [binding.split(".", 1)[0] for binding in self.inputs.values()]
+        return [split_binding(binding)[0] for binding in self.inputs.values()]
 
 
 # The models every run evaluates, in report order: the starting point and each stage's product.
@@ -41,9 +43,16 @@ MANIFEST_OUTPUT = "manifest"
 """An output of every node besides its stage's own: the manifest.json of its finished result."""
 
 
-def default_graph(with_plan: bool = False) -> list[Node]:
-    """corpus -> pack -> (plan) -> cpt (with replay) -> sft -> merge, every model evaluated, one report."""
-    model_of = {"base": "model.model", "cpt": "cpt.model", "sft": "sft.model", "merge": "merge.model"}
+SKIPPABLE = ("sft", "merge")
+"""Stages a recipe may leave out (``skip:``); what read their model reads the nearest upstream one."""
+
+
+def default_graph(
+    with_plan: bool = False, skip: tuple[str, ...] = (), evaluate: tuple[str, ...] = EVALUATED_MODELS
+) -> list[Node]:
+    """corpus -> pack -> (plan) -> cpt (with replay) -> sft -> merge, the models in ``evaluate`` evaluated,
+    one report. A skipped stage's node is left out and its consumers read the model before it."""
+    model_of = {"base": "model.model", "cpt": "cpt.model"}
     cpt_inputs = {"model": "model.model", "packed": "pack.packed"}
     nodes = [
         Node("model", "model"),
@@ -53,14 +62,18 @@ def default_graph(with_plan: bool = False) -> list[Node]:
     if with_plan:
         nodes.append(Node("plan", "plan", {"model": "model.model", "packed": "pack.packed"}))
         cpt_inputs["plan"] = "plan.plan"
-    nodes += [
-        Node("cpt", "cpt", cpt_inputs),
-        Node("sft", "sft", {"model": "cpt.model", "corpus": "corpus.data"}),
-        Node("merge", "merge", {"model": "sft.model", "instruct": "model.model", "base": "model.model"}),
-    ]
-    for label in EVALUATED_MODELS:
+    nodes.append(Node("cpt", "cpt", cpt_inputs))
+    latest = "cpt.model"
+    if "sft" not in skip:
+        nodes.append(Node("sft", "sft", {"model": latest, "corpus": "corpus.data"}))
+        latest = model_of["sft"] = "sft.model"
+    if "merge" not in skip:
+        nodes.append(Node("merge", "merge", {"model": latest, "instruct": "model.model", "base": "model.model"}))
+        model_of["merge"] = "merge.model"
+    evaluated = [label for label in EVALUATED_MODELS if label in evaluate and label in model_of]
+    for label in evaluated:
         nodes.append(Node(f"eval_{label}", "eval", {"model": model_of[label], "corpus": "corpus.data"}, section="eval"))
-    report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in EVALUATED_MODELS}
+    report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in evaluated}
     report_inputs["cpt"] = "cpt.curves"
     report_inputs["cpt_run"] = "cpt.manifest"
     report_inputs["corpus"] = "corpus.data"
@@ -70,6 +83,33 @@ def default_graph(with_plan: bool = False) -> list[Node]:
         report_inputs["proxies"] = "plan.proxies"
     nodes.append(Node("report", "report", report_inputs))
     return nodes
+
+
+def sweep_graph(nodes: list[Node], swept_sections: set[str], branches: list[str]) -> list[Node]:
+    """One copy per branch of every node whose params section is swept and of everything downstream of
+    it; the rest (model, corpus, pack, eval_base) is shared. Copies are named ``<node>-<branch>``."""
+    affected: set[str] = set()
+    for node in nodes:
+        if node.params_section in swept_sections:
+            affected |= downstream_of(nodes, node.name)
+    shared = [node for node in nodes if node.name not in affected]
+    copies = []
+    for branch in branches:
+        rename = {name: f"{name}-{branch}" for name in affected}
+        for node in nodes:
+            if node.name in affected:
+                inputs = {}
+                for input_name, binding in node.inputs.items():
+                    upstream, output = split_binding(binding)
+                    inputs[input_name] = f"{rename.get(upstream, upstream)}.{output}"
+                copies.append(Node(rename[node.name], node.stage, inputs, node.params_section, branch))
+    return shared + copies
+
+
+def split_binding(binding: str) -> tuple[str, str]:
+    """``cpt-replay_ratio-0.1.model`` -> (``cpt-replay_ratio-0.1``, ``model``): node names may hold dots."""
+    upstream, _, output = binding.rpartition(".")
+    return upstream, output
 
 
 def validate(nodes: list[Node]) -> list[Node]:
@@ -86,7 +126,9 @@ def validate(nodes: list[Node]) -> list[Node]:
             problems.append(f"node '{node.name}': unknown stage '{node.stage}' (known: {', '.join(sorted(REGISTRY))})")
             continue
         for input_name, binding in node.inputs.items():
-            if input_name not in spec.inputs + spec.optional_inputs:
+            if input_name not in spec.inputs + spec.optional_inputs and not input_name.startswith(
+                spec.input_prefixes or ("\0",)
+            ):
                 known = ", ".join(spec.inputs + spec.optional_inputs) or "none"
                 problems.append(
                     f"node '{node.name}': stage '{node.stage}' has no input '{input_name}' (its inputs: {known})"
@@ -95,9 +137,9 @@ def validate(nodes: list[Node]) -> list[Node]:
                 problems.append(
                     f"node '{node.name}': input '{input_name}' is bound to '{binding}', expected 'node.output'"
                 )
-            elif binding.split(".", 1)[0] not in by_name:
+            elif split_binding(binding)[0] not in by_name:
                 problems.append(
-                    f"node '{node.name}': input '{input_name}' names unknown node '{binding.split('.', 1)[0]}'"
+                    f"node '{node.name}': input '{input_name}' names unknown node '{split_binding(binding)[0]}'"
                 )
         for input_name in spec.inputs:
             if input_name not in node.inputs:

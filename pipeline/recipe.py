@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pipeline.dag import Node, default_graph, validate
+from pipeline.dag import EVALUATED_MODELS, SKIPPABLE, Node, default_graph, sweep_graph, validate
 from pipeline.executor import ExecutorSpec
 from stages import REGISTRY
 from stages.base import Params
@@ -35,7 +35,12 @@ _GLOBAL_KEYS = {
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
     "executor": "where stages run: local (default), or slurm jobs through submitit (pipeline/executor.py)",
+    "sweep": "params to compare, one branch per value: {cpt.replay_ratio: [0.1, 0.25, 0.5]} (cpt, sft, merge, eval)",
+    "skip": f"stages to leave out: any of {', '.join(SKIPPABLE)}; what read their model reads the one before",
+    "evaluate": f"models to evaluate (default all): base and any of {', '.join(EVALUATED_MODELS[1:])}",
 }
+SWEEPABLE = ("cpt", "sft", "merge", "eval")
+"""Sections a sweep may vary: the model, corpus and pack (and the plan's proxies) are shared by every branch."""
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
 
@@ -54,6 +59,8 @@ class Recipe:
     """node name -> its validated params."""
     raw: dict[str, Any]
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    branches: dict[str, list[str]] = field(default_factory=dict)
+    """Sweep branch name -> the overrides that make it (``replay_ratio-0.1`` -> ``[cpt.replay_ratio=0.1]``)."""
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -122,9 +129,12 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
     """Validate a raw recipe mapping against the graph's stage params.
 
     A ``plan`` section adds the mixture-planning stage before cpt (see ``stages/plan.py``)."""
-    nodes = validate(default_graph(with_plan="plan" in raw))
-    sections = {node.params_section: node.stage for node in nodes}
     problems: list[str] = []
+    skip, evaluate = _graph_choices(raw, problems)
+    branches = _sweep_branches(raw.get("sweep"), problems)
+    nodes = default_graph(with_plan="plan" in raw, skip=skip, evaluate=evaluate)
+    # Every stage's section is known, a skipped one too: toggling skip never makes a section an error.
+    sections = {node.params_section: node.stage for node in default_graph(with_plan="plan" in raw)}
 
     for key in raw:
         if key not in _GLOBAL_KEYS and key not in sections:
@@ -145,17 +155,15 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
             section_values["corpus"].setdefault(key, raw[key])
 
     params: dict[str, Params] = {}
-    validated_sections: dict[str, Params] = {}
-    for section, stage in sections.items():
-        model_cls = REGISTRY[stage].params
-        values = section_values[section]
-        for key in _BROADCAST:
-            if key in raw and key in model_cls.model_fields:
-                values.setdefault(key, raw[key])
-        try:
-            validated_sections[section] = model_cls(**values)
-        except ValidationError as exc:
-            problems.extend(_describe(section, model_cls, exc))
+    validated_sections = _validate_sections(raw, sections, section_values, problems)
+    branch_sections: dict[str, dict[str, Params]] = {}
+    for branch, overrides in branches.items():
+        swept = {_section_of(o) for o in overrides}
+        branch_raw = apply_overrides(raw, overrides)
+        values = {section: dict(branch_raw.get(section) or {}) for section in swept}
+        found: list[str] = []
+        branch_sections[branch] = validated_sections | _validate_sections(branch_raw, sections, values, found)
+        problems += [f"sweep (branch {branch}): {line}" for line in found]
     executor = ExecutorSpec()
     if "executor" in raw:
         try:
@@ -168,6 +176,10 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         unknown = sorted(set(executor.stages) - {node.stage for node in nodes})
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
+    if "corpus" in validated_sections and any(node.stage == "sft" for node in nodes):
+        missing = validated_sections["corpus"].missing_sft_pairs()
+        if missing:
+            problems.append(f"corpus: {missing}")
     if "corpus" in validated_sections and not validated_sections["corpus"].sources:
         problems.append(
             "sources: empty; a recipe needs at least one 'domain' and one 'general' text source (top-level "
@@ -199,9 +211,109 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
         proxy_cpt = validated_sections["cpt"].model_copy(update={"replay_ratio": None, "report_to": []})
         validated_sections["plan"] = validated_sections["plan"].model_copy(update={"cpt": proxy_cpt})
+    if branches:
+        swept_sections = {_section_of(o) for overrides in branches.values() for o in overrides}
+        nodes = sweep_graph(nodes, swept_sections, list(branches))
+        nodes.append(_compare_node(nodes, list(branches)))
+    nodes = validate(nodes)
     for node in nodes:
-        params[node.name] = validated_sections[node.params_section]
-    return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor)
+        chosen = branch_sections[node.branch] if node.branch else validated_sections
+        params[node.name] = chosen.get(node.params_section) or REGISTRY[node.stage].params()
+    return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor, branches=branches)
+
+
+def _validate_sections(
+    raw: dict[str, Any], sections: dict[str, str], section_values: dict[str, dict[str, Any]], problems: list[str]
+) -> dict[str, Params]:
+    """Each section in ``section_values`` validated against its stage's params, broadcast keys filled in."""
+    validated: dict[str, Params] = {}
+    for section, values in section_values.items():
+        model_cls = REGISTRY[sections[section]].params
+        for key in _BROADCAST:
+            if key in raw and key in model_cls.model_fields:
+                values.setdefault(key, raw[key])
+        try:
+            validated[section] = model_cls(**values)
+        except ValidationError as exc:
+            problems.extend(_describe(section, model_cls, exc))
+    return validated
+
+
+def _graph_choices(raw: dict[str, Any], problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The recipe's ``skip`` and ``evaluate`` lists, checked: unknown names are problems, not surprises."""
+    skip = raw.get("skip") or []
+    evaluate = raw.get("evaluate") or [m for m in EVALUATED_MODELS if not isinstance(skip, list) or m not in skip]
+    for key, value, allowed in (("skip", skip, SKIPPABLE), ("evaluate", evaluate, EVALUATED_MODELS)):
+        if not isinstance(value, list):
+            problems.append(f"{key}: must be a list, e.g. [{allowed[-1]}], got {value!r}")
+            return (), EVALUATED_MODELS
+        for index, item in enumerate(value):
+            if item not in allowed:
+                problems.append(f"{key}.{index}: unknown '{item}'; allowed: {', '.join(allowed)}")
+    if "base" not in evaluate:
+        problems.append("evaluate: must include base, the model every other is compared with")
+    for item in evaluate:
+        if item in skip:
+            problems.append(f"evaluate: '{item}' is skipped (skip: {skip}), so there is no such model to evaluate")
+    return tuple(skip), tuple(evaluate)
+
+
+def _section_of(override: str) -> str:
+    return override.split(".", 1)[0]
+
+
+def _sweep_branches(sweep: Any, problems: list[str]) -> dict[str, list[str]]:
+    """``{cpt.replay_ratio: [0.1, 0.5]}`` -> ``{"replay_ratio-0.1": ["cpt.replay_ratio=0.1"], ...}``: one branch
+    per combination of the swept values, named by them with only file-safe characters (refs/<recipe>/<node>)."""
+    import itertools
+    import json
+    import re
+
+    if not sweep:
+        return {}
+    if not isinstance(sweep, dict):
+        example = "{cpt.replay_ratio: [0.1, 0.5]}"
+        problems.append(f"sweep: must map dotted params to lists of values, e.g. {example}; got {sweep!r}")
+        return {}
+    axes = []
+    for key, values in sweep.items():
+        section = str(key).split(".", 1)[0]
+        if section not in SWEEPABLE or "." not in str(key):
+            problems.append(
+                f"sweep.{key}: only params of {', '.join(SWEEPABLE)} can be swept (section.param); the model, "
+                "corpus and pack are shared by every branch"
+            )
+            continue
+        if str(key) == "cpt.seq_len":
+            problems.append("sweep.cpt.seq_len: the packed blocks are shared by every branch; sweep another param")
+            continue
+        if not isinstance(values, list) or not values:
+            problems.append(f"sweep.{key}: needs a non-empty list of values, got {values!r}")
+            continue
+        axes.append([(str(key), value) for value in values])
+    branches: dict[str, list[str]] = {}
+    for combination in itertools.product(*axes) if axes else []:
+        name = "-".join(f"{key.rsplit('.', 1)[-1]}-{value}" for key, value in combination)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        if name in branches:
+            problems.append(f"sweep: two branches are both named '{name}'; give each value once")
+        branches[name] = [f"{key}={json.dumps(value)}" for key, value in combination]
+    return branches
+
+
+def _compare_node(nodes: list[Node], branches: list[str]) -> Node:
+    """The node comparing every branch: base's eval, then per branch its evaluated models and cpt curves."""
+    inputs = {}
+    if any(node.name == "eval_base" for node in nodes):
+        inputs["eval_base"] = "eval_base.results"
+    for branch in branches:
+        for node in nodes:
+            if node.branch == branch and node.stage == "eval":
+                model = node.name.removesuffix(f"-{branch}").removeprefix("eval_")
+                inputs[f"eval_{model}@{branch}"] = f"{node.name}.results"
+            elif node.branch == branch and node.stage == "cpt":
+                inputs[f"curves@{branch}"] = f"{node.name}.curves"
+    return Node("compare", "compare", inputs)
 
 
 def _describe(section: str, model_cls: type[BaseModel], exc: ValidationError) -> list[str]:

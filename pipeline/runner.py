@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.dag import MANIFEST_OUTPUT, Node, downstream_of
+from pipeline.dag import MANIFEST_OUTPUT, Node, downstream_of, split_binding
 from pipeline.executor import run_stage
 from pipeline.keys import library_versions, stage_key
 from pipeline.recipe import Recipe
@@ -164,7 +164,7 @@ class Runner:
             params_json = params.model_dump(mode="json", exclude=set(type(params).COSMETIC))
             inputs = {}
             for input_name, binding in node.inputs.items():
-                upstream, output = binding.split(".", 1)
+                upstream, output = split_binding(binding)
                 inputs[input_name] = f"{keys[upstream]}:{output}"
             external = spec.fingerprint(params) if spec.fingerprint else {}
             libraries = library_versions(spec.libraries)
@@ -332,7 +332,7 @@ class Runner:
         inputs = {}
         input_record = {}
         for input_name, binding in node.inputs.items():
-            upstream, output = binding.split(".", 1)
+            upstream, output = split_binding(binding)
             inputs[input_name] = outputs[upstream][output]
             input_record[input_name] = {
                 "node": upstream,

@@ -59,6 +59,8 @@ class StageSpec:
     doc: str = ""
     optional_inputs: tuple[str, ...] = ()
     """Inputs a graph may bind or leave out (cpt's ``plan``, the report's ``plan``)."""
+    input_prefixes: tuple[str, ...] = ()
+    """Any number of inputs whose names start with one of these (the sweep comparison's ``eval_cpt@<branch>``)."""
     libraries: tuple[str, ...] = ()
     """Distributions whose version can change the result; their versions enter the cache key."""
     fingerprint: Callable[[Any], dict[str, Any]] | None = None

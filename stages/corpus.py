@@ -170,16 +170,20 @@ class CorpusParams(Params):
             raise ValueError(f"task and eval set names must be unique (set 'name' on repeated types), got {labels}")
         for label in labels:
             user_data.check_name(label)
+        return self
+
+    def missing_sft_pairs(self) -> str | None:
+        """Why this corpus would give sft no instruction pairs, or None; the recipe asks only when it runs sft."""
         kinds = {s.name: s.kind for s in self.sources}
         pair_tasks = [t for t in self.tasks if t.type not in PAIRLESS_TASKS and kinds.get(t.source) == "domain"]
         if self.sources and not self.instructions and (not pair_tasks or self.max_sft_pairs == 0):
             domain = next((s.name for s in self.sources if s.kind == "domain"), "NAME")
-            raise ValueError(
+            return (
                 "sft has no instruction pairs: add your own under 'instructions:' (JSONL of prompt/completion "
                 f"or messages), or a domain task that builds pairs, e.g. corpus.tasks: "
-                f"[{{type: reading_comprehension, source: {domain}}}] (pairs mined from the text)"
+                f"[{{type: reading_comprehension, source: {domain}}}] (pairs mined from the text), or skip: [sft]"
             )
-        return self
+        return None
 
 
 def _task_meta_problems(tasks: list[TaskSpec], specs: list[SourceSpec]) -> list[str]:
