@@ -391,3 +391,18 @@ def predict_logged_curve(fitted: dict, history: list[dict], kind: str) -> dict |
         "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
         "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
     }
+
+
+def plan_curves(plan: dict[str, Any], tokens: Any) -> dict[str, dict[float, Any]]:
+    """A plan's fitted D-CPT laws along ``tokens`` for each of its proxies' domain shares (the report's plot).
+
+    ``plan`` is the plan stage's plan.json: its ``points`` give the shares, its ``fits`` the law params."""
+    tokens = np.asarray(tokens, dtype=float)
+    curves: dict[str, dict[float, Any]] = {"domain": {}, "general": {}}
+    shares = sorted({p["domain_share"] for p in plan["points"]})
+    for kind in ("domain", "general"):
+        params = plan["fits"][kind]["params"]
+        for share in shares:
+            r = np.full_like(tokens, law_share(kind, share))
+            curves[kind][share] = dcpt_loss(np.ones_like(tokens), tokens, r, params)
+    return curves

@@ -110,7 +110,7 @@ class SharedContextHFLM(HFLM):
 
         owners = [row for row, g in enumerate(chunk) for _ in g]
         continuations = [requests[i][2] for g in chunk for i in g]
-        cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else out.cache
+        cache = getattr(out, cache_name)  # out.past_key_values warns of its deprecation where ``cache`` exists
         later: dict[int, Any] = {}  # row -> log-probs after each of the choice's tokens but its last
         for rows_of_batch in _length_batches([len(c) - 1 for c in continuations]):
             owner_index = torch.tensor([owners[r] for r in rows_of_batch], device=device)

@@ -24,7 +24,7 @@ from eval.tasks import (
     write_task,
 )
 from stages.base import Params, StageContext, StageError, StageSpec, require
-from stages.corpus import read_jsonl
+from stages.jsonl import read_jsonl
 from stages.modeling import device_and_precision, runtime_choices
 from stages.user_data import TaskDirsError, lm_eval_task_names
 

@@ -24,10 +24,9 @@ from pydantic import Field
 from stages.base import Params, StageContext, StageError, StageSpec
 from stages.corpus_engine import PROBE_FIELD, local_executor
 from stages.modeling import load_tokenizer
+from stages.packed_blocks import ROWS_PER_CHUNK, target_count
 
 PACKED = (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation"))
-ROWS_PER_CHUNK = 4096
-"""Blocks written per step: bounds memory whatever the stream's length."""
 
 
 class PackParams(Params):
@@ -139,11 +138,6 @@ def tokenize(
             "(see the corpus stats) or the split fractions are too small"
         )
     return *found, probe_tokens
-
-
-def target_count(positions: Any) -> int:
-    """Training targets among blocks' position ids: every token but a document's first one past a block start."""
-    return int(positions.size - (positions == 0).sum() + len(positions))
 
 
 def write_blocks(tokens: Any, ends: Any, seq_len: int, out: Path, name: str) -> dict[str, Any]:

@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from eval import laws
-from stages import cpt as cpt_stage
+from stages import continual_pretraining as cpt_stage
 from stages.base import Params, StageContext, StageError, StageSpec
-from stages.cpt import CptParams
+from stages.continual_pretraining import CptParams
 
 
 class PlanParams(Params):
@@ -168,22 +168,6 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[s
     index = [{"domain_share": s, "curves": f"{_proxy_folder(s)}/curves.jsonl"} for s in params.domain_shares]
     (proxies / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return {"outputs": {"plan": out, "proxies": proxies}, "metrics": metrics}
-
-
-def predicted_curves(plan: dict[str, Any], tokens: np.ndarray) -> dict[str, dict[float, np.ndarray]]:
-    """The fitted laws' losses along ``tokens`` for each proxy share (for the report's plot)."""
-    curves: dict[str, dict[float, np.ndarray]] = {"domain": {}, "general": {}}
-    shares = sorted({p["domain_share"] for p in plan["points"]})
-    for kind in ("domain", "general"):
-        p = plan["fits"][kind]["params"]
-        for share in shares:
-            r = np.full_like(tokens, laws.law_share(kind, share))
-            curves[kind][share] = laws.dcpt_loss(np.ones_like(tokens), tokens, r, p)
-    return curves
-
-
-def proxy_table(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in plan["points"] if p["step"] > 0]
 
 
 SPEC = StageSpec(

@@ -14,7 +14,7 @@ from typing import Any
 
 from eval import laws, report
 from stages.base import Params, StageContext, StageSpec
-from stages.corpus import read_jsonl
+from stages.jsonl import read_jsonl
 
 MODELS = ("base", "cpt", "sft", "merge")
 
@@ -188,8 +188,6 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
     """The plan's choice, its fit quality, its proxy runs, and its prediction against the real cpt run."""
     import numpy as np
 
-    from stages.plan import predicted_curves, proxy_table
-
     chosen = plan["chosen"]
     share = 1 - cpt_metrics["general_token_share"]
     tokens = cpt_metrics["train_tokens"]
@@ -225,7 +223,8 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
         ["domain share", "tokens", "domain loss", "general loss"],
         [
             [f"{p['domain_share']:.2f}", str(p["tokens"]), f"{p['domain_loss']:.4f}", f"{p['general_loss']:.4f}"]
-            for p in proxy_table(plan)
+            for p in plan["points"]
+            if p["step"] > 0
         ],
     )
     check = (
@@ -245,7 +244,7 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
     grid = np.geomspace(min(p["tokens"] for p in plan["points"] if p["tokens"]), max(tokens, plan["target_tokens"]), 50)
     image = report.plan_png(
         plan["points"],
-        predicted_curves(plan, grid),
+        laws.plan_curves(plan, grid),
         grid,
         {kind: (tokens, share, measured[kind]) for kind in ("domain", "general")},
     )

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from stages import launch
 from stages.base import Params, StageContext, StageError, StageSpec, require
-from stages.corpus import read_jsonl
+from stages.jsonl import read_jsonl
 from stages.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
 from stages.training import (
     checkpoint_callback,

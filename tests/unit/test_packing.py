@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from stages.cpt import PackedBlocks
 from stages.pack import write_blocks
+from stages.packed_blocks import PackedBlocks
 
 
 def _pack(tmp_path, lengths, seq_len):
