@@ -13,7 +13,8 @@ import pytest
 from pipeline.recipe import load_recipe
 from stages import corpus
 from stages.base import StageContext
-from stages.corpus import CorpusParams, read_jsonl
+from stages.corpus import CorpusParams
+from stages.jsonl import read_jsonl
 from stages.sources import SourceSpec, read
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
