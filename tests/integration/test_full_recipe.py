@@ -41,7 +41,7 @@ def _shrunk_recipe(folder: Path, tiny_model: Path, general_jsonl: Path) -> Path:
     recipe = yaml.safe_load((ROOT / "recipes" / "legal-full.yaml").read_text(encoding="utf-8"))
     recipe["base_model"] = str(tiny_model)
     for source in recipe["sources"]:
-        source["max_documents"] = 150
+        source["max_documents"] = 80
         if source["type"] == "gcide":
             source["path"] = str(FIXTURE_GCIDE)
             source.pop("sample", None)  # the fixture is a small slice of the dictionary already

@@ -60,6 +60,16 @@ def test_compare_puts_every_branch_model_against_base(swept):
     assert set(metrics["pareto_front"]) <= set(metrics["gain_and_forgetting"]) and metrics["pareto_front"]
 
 
+def test_report_command_prints_the_comparison(swept, capsys):
+    from pipeline import cli
+
+    path, store, decisions = swept
+    assert cli.main(["report", str(path), "--store", str(store.root)]) == 0
+    key = next(d.key for d in decisions if d.node.name == "compare")
+    printed = capsys.readouterr().out
+    assert "Branches: each model against base" in printed and str(store.final_dir("compare", key)) in printed
+
+
 def test_one_more_value_runs_only_the_new_branch_and_the_comparison(swept):
     path, store, _ = swept
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
