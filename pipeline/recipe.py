@@ -35,12 +35,13 @@ _GLOBAL_KEYS = {
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
     "executor": "where stages run: local (default), or slurm jobs through submitit (pipeline/executor.py)",
-    "sweep": "params to compare, one branch per value: {cpt.replay_ratio: [0.1, 0.25, 0.5]} (cpt, sft, merge, eval)",
+    "sweep": "params to compare, one branch per value: {cpt.replay_ratio: [0.1, 0.25, 0.5]} (cpt, sft, merge)",
     "skip": f"stages to leave out: any of {', '.join(SKIPPABLE)}; what read their model reads the one before",
     "evaluate": f"models to evaluate (default all): base and any of {', '.join(EVALUATED_MODELS[1:])}",
 }
-SWEEPABLE = ("cpt", "sft", "merge", "eval")
-"""Sections a sweep may vary: the model, corpus and pack (and the plan's proxies) are shared by every branch."""
+SWEEPABLE = ("cpt", "sft", "merge")
+"""Sections a sweep may vary: the model, corpus and pack (and the plan's proxies) are shared by every branch, and
+eval's params set base's eval too, which every branch must share to be compared against it."""
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
 
@@ -281,7 +282,7 @@ def _sweep_branches(sweep: Any, problems: list[str]) -> dict[str, list[str]]:
         if section not in SWEEPABLE or "." not in str(key):
             problems.append(
                 f"sweep.{key}: only params of {', '.join(SWEEPABLE)} can be swept (section.param); the model, "
-                "corpus and pack are shared by every branch"
+                "corpus, pack and base's eval are shared by every branch"
             )
             continue
         if str(key) == "cpt.seq_len":

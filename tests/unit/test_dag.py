@@ -93,9 +93,11 @@ def test_graph_choices_are_checked_naming_the_key(tmp_path):
 
 def test_sweep_is_checked_naming_the_key_and_the_branch(tmp_path):
     message = _graph_problems(
-        tmp_path, sweep={"corpus.min_chars": [100, 200], "cpt.seq_len": [64], "cpt.learning_rate": [1e-4, -1]}
+        tmp_path,
+        sweep={"corpus.min_chars": [100], "eval.bpb_docs": [4], "cpt.seq_len": [64], "cpt.learning_rate": [1e-4, -1]},
     )
-    assert "sweep.corpus.min_chars: only params of cpt, sft, merge, eval can be swept" in message
+    assert "sweep.corpus.min_chars: only params of cpt, sft, merge can be swept" in message
+    assert "sweep.eval.bpb_docs: only params of cpt, sft, merge can be swept" in message  # base's eval is shared
     assert "sweep.cpt.seq_len: the packed blocks are shared" in message
     assert "sweep (branch learning_rate--1): cpt.learning_rate" in message
 
