@@ -39,12 +39,11 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return front
 
 
-def pareto_png(evals: dict[str, dict[str, Any]], baseline: str = "base") -> bytes | None:
-    """Domain gain (x, right is better) against general forgetting (y, down is better), the front joined."""
-    points = gain_and_forgetting(evals, baseline)
+def pareto_png(points: dict[str, tuple[float, float]], front: list[str], baseline: str = "base") -> bytes | None:
+    """Domain gain (x, right is better) against general forgetting (y, down is better), the front joined:
+    ``points`` from ``gain_and_forgetting``, ``front`` from ``pareto_front``."""
     if not points:
         return None
-    front = pareto_front(points)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
     for label, (gain, forgetting) in points.items():

@@ -163,7 +163,7 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         branch_raw = apply_overrides(raw, overrides)
         values = {section: dict(branch_raw.get(section) or {}) for section in swept}
         found: list[str] = []
-        branch_sections[branch] = validated_sections | _validate_sections(branch_raw, sections, values, found)
+        branch_sections[branch] = _validate_sections(branch_raw, sections, values, found)
         problems += [f"sweep (branch {branch}): {line}" for line in found]
     executor = ExecutorSpec()
     if "executor" in raw:
@@ -218,8 +218,9 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         nodes.append(_compare_node(nodes, list(branches)))
     nodes = validate(nodes)
     for node in nodes:
-        chosen = branch_sections[node.branch] if node.branch else validated_sections
-        params[node.name] = chosen.get(node.params_section) or REGISTRY[node.stage].params()
+        swept = branch_sections.get(node.branch, {})  # a branch's swept sections; the rest is shared
+        section = swept.get(node.params_section) or validated_sections.get(node.params_section)
+        params[node.name] = section or REGISTRY[node.stage].params()
     return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor, branches=branches)
 
 
@@ -278,8 +279,7 @@ def _sweep_branches(sweep: Any, problems: list[str]) -> dict[str, list[str]]:
         return {}
     axes = []
     for key, values in sweep.items():
-        section = str(key).split(".", 1)[0]
-        if section not in SWEEPABLE or "." not in str(key):
+        if _section_of(str(key)) not in SWEEPABLE or "." not in str(key):
             problems.append(
                 f"sweep.{key}: only params of {', '.join(SWEEPABLE)} can be swept (section.param); the model, "
                 "corpus, pack and base's eval are shared by every branch"

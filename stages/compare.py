@@ -13,6 +13,7 @@ from typing import Any
 
 from eval import branches, report
 from stages.base import Params, StageContext, StageSpec
+from stages.jsonl import read_jsonl
 
 
 class CompareParams(Params):
@@ -30,16 +31,15 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
             model, branch = name.removeprefix("eval_").split("@", 1)
             evals[f"{model} {branch}"] = json.loads(Path(path).read_text(encoding="utf-8"))
         elif name.startswith("curves@"):
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-            curves[name.split("@", 1)[1]] = [json.loads(line) for line in lines if line.strip()]
+            curves[name.split("@", 1)[1]] = read_jsonl(Path(path))
     title = params.title or f"Sweep: {ctx.recipe or 'recipe'}"
     lead: list[tuple[str, Any]] = []
     sections: list[tuple[str, Any]] = []
     points = branches.gain_and_forgetting(evals) if "base" in evals else {}
+    front = branches.pareto_front(points)
     if "base" in evals:
         comparisons = report.compare_models(evals)
         lead.append(("Branches: each model against base", report.verdict_table(evals, comparisons)))
-        front = branches.pareto_front(points)
         if front:
             lead.append(
                 (
@@ -52,7 +52,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
     images = [
         (heading, name, png)
         for heading, name, png in (
-            ("Domain gain against general forgetting", "pareto.png", branches.pareto_png(evals) if points else None),
+            ("Domain gain against general forgetting", "pareto.png", branches.pareto_png(points, front)),
             ("CPT held-out loss of every branch", "branch_curves.png", branches.branch_curves_png(curves)),
         )
         if png is not None
@@ -61,7 +61,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
         (ctx.out_dir / name).write_bytes(png)
     (ctx.out_dir / "report.md").write_text(report.markdown(title, sections, images, lead=lead), encoding="utf-8")
     (ctx.out_dir / "report.html").write_text(report.html_page(title, sections, images, lead=lead), encoding="utf-8")
-    metrics = {"branches": sorted(curves), "pareto_front": branches.pareto_front(points)}
+    metrics = {"branches": sorted(curves), "pareto_front": front}
     metrics["gain_and_forgetting"] = {label: list(point) for label, point in points.items()}
     return {"outputs": {"report": ctx.out_dir / "report.md", "html": ctx.out_dir / "report.html"}, "metrics": metrics}
 

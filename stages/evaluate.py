@@ -26,7 +26,7 @@ from eval.tasks import (
 from stages.base import Params, StageContext, StageError, StageSpec, require
 from stages.jsonl import read_jsonl
 from stages.modeling import device_and_precision, runtime_choices
-from stages.user_data import TaskDirsError, lm_eval_task_names
+from stages.user_data import TaskDirsError, lm_eval_task_names, pair_text
 
 
 class EvalParams(Params):
@@ -347,7 +347,8 @@ def training_overlap(corpus: Path, texts: dict[str, list[str]], n: int = 13) -> 
         with path.open(encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
-                    share.add_training_text(_record_text(json.loads(line)))
+                    record = json.loads(line)  # a cpt document, or an SFT pair (chat turns, as the corpus writes them)
+                    share.add_training_text(record["text"] if "text" in record else pair_text(record))
     shares = share.shares()
     return {
         task: {
@@ -358,18 +359,6 @@ def training_overlap(corpus: Path, texts: dict[str, list[str]], n: int = 13) -> 
         }
         for task, items in texts.items()
     }
-
-
-def _record_text(record: dict[str, Any]) -> str:
-    """A training document's text, or an SFT pair's prompt and completion (plain strings or chat turns)."""
-    if "text" in record:
-        return str(record["text"])
-    parts: list[str] = []
-    for field in ("prompt", "completion", "messages"):
-        value = record.get(field)
-        turns = value if isinstance(value, list) else [value] if value else []
-        parts += [str(turn["content"]) if isinstance(turn, dict) else str(turn) for turn in turns]
-    return "\n".join(parts)
 
 
 def fingerprint(params: EvalParams) -> dict[str, Any]:
