@@ -242,10 +242,9 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _print_report(runner: Runner, brief: bool = False) -> int:
-    # A sweep's page is the comparison of its branches (each branch keeps its own report beside it).
-    node = next((n for n in runner.recipe.nodes if n.stage == "compare"), None) or next(
-        n for n in runner.recipe.nodes if n.stage == "report"
-    )
+    # The last page of the graph: a sweep's comparison of its branches (each branch keeps its report beside it).
+    node = [n for n in runner.recipe.nodes if REGISTRY[n.stage].page][-1]
+    page = REGISTRY[node.stage].page
     ref = runner.store.read_ref(runner.recipe.name, node.name)
     if ref is None or not runner.store.is_done(node.stage, ref["key"]):
         print(
@@ -255,6 +254,6 @@ def _print_report(runner: Runner, brief: bool = False) -> int:
         return 1
     folder = runner.store.final_dir(node.stage, ref["key"])
     if not brief:
-        print((folder / "report.md").read_text(encoding="utf-8"))
-    print(f"report: {folder / 'report.md'}\n        {folder / 'report.html'}")
+        print((folder / page).read_text(encoding="utf-8"))
+    print(f"report: {folder / page}\n        {(folder / page).with_suffix('.html')}")
     return 0

@@ -7,9 +7,11 @@ runs: an unknown stage, an unbound or unknown input and a cycle are all reported
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from stages import REGISTRY
+from stages.base import MODEL
 
 
 class DagError(ValueError):
@@ -35,59 +37,77 @@ class Node:
         return [split_binding(binding)[0] for binding in self.inputs.values()]
 
 
-# The models every run evaluates, in report order: the starting point and each stage's product.
-EVALUATED_MODELS = ("base", "cpt", "sft", "merge")
-
-
 MANIFEST_OUTPUT = "manifest"
 """An output of every node besides its stage's own: the manifest.json of its finished result."""
 
 
-SKIPPABLE = ("sft", "merge")
-"""Stages a recipe may leave out (``skip:``); what read their model reads the nearest upstream one."""
+def skippable_stages() -> tuple[str, ...]:
+    """Stages a recipe may leave out (``skip:``), as their specs declare."""
+    return tuple(name for name, spec in REGISTRY.items() if spec.wiring and spec.wiring.skippable)
+
+
+def default_models() -> tuple[str, ...]:
+    """The models of the default chain, in order, under the labels they are evaluated as (base first)."""
+    return tuple(spec.wiring.label or name for name, spec in REGISTRY.items() if spec.wiring and spec.wiring.model)
 
 
 def default_graph(
-    with_plan: bool = False, skip: tuple[str, ...] = (), evaluate: tuple[str, ...] = EVALUATED_MODELS
+    sections: frozenset[str] | set[str] = frozenset(),
+    skip: tuple[str, ...] = (),
+    evaluate: tuple[str, ...] | None = None,
+    extra: tuple[Node, ...] = (),
 ) -> list[Node]:
-    """corpus -> pack -> (plan) -> cpt (with replay) -> sft -> merge, the models in ``evaluate`` evaluated,
-    one report. A skipped stage's node is left out and its consumers read the model before it."""
-    model_of = {"base": "model.model", "cpt": "cpt.model"}
-    cpt_inputs = {"model": "model.model", "packed": "pack.packed"}
-    nodes = [
-        Node("model", "model"),
-        Node("corpus", "corpus"),
-        Node("pack", "pack", {"corpus": "corpus.data", "tokenizer": "model.model"}),
-    ]
-    if with_plan:
-        nodes.append(Node("plan", "plan", {"model": "model.model", "packed": "pack.packed"}))
-        cpt_inputs["plan"] = "plan.plan"
-    nodes.append(Node("cpt", "cpt", cpt_inputs))
-    latest = "cpt.model"
-    if "sft" not in skip:
-        nodes.append(Node("sft", "sft", {"model": latest, "corpus": "corpus.data"}))
-        latest = model_of["sft"] = "sft.model"
-    if "merge" not in skip:
-        nodes.append(Node("merge", "merge", {"model": latest, "instruct": "model.model", "base": "model.model"}))
-        model_of["merge"] = "merge.model"
-    evaluated = [label for label in EVALUATED_MODELS if label in evaluate and label in model_of]
-    for label in evaluated:
-        nodes.append(Node(f"eval_{label}", "eval", {"model": model_of[label], "corpus": "corpus.data"}, section="eval"))
-    report_inputs = {f"eval_{label}": f"eval_{label}.results" for label in evaluated}
-    report_inputs["cpt"] = "cpt.curves"
-    report_inputs["cpt_run"] = "cpt.manifest"
-    report_inputs["corpus"] = "corpus.data"
-    report_inputs["packed"] = "pack.packed"
-    if with_plan:
-        report_inputs["plan"] = "plan.plan"
-        report_inputs["proxies"] = "plan.proxies"
-    nodes.append(Node("report", "report", report_inputs))
-    return nodes
+    """The chain the stages declare (``Wiring``), in ``stages.STAGES`` order, plus a recipe's own ``extra`` nodes.
+
+    A stage in ``skip`` is left out and whatever read the newest model reads the one before it; a stage that
+    wants its own section is placed only when ``sections`` holds it; a per-model stage gets one node per model
+    in ``evaluate`` (default: every model of the chain; an extra node whose stage makes a model may be named
+    there too); a binding to a node the graph lacks is dropped, so an optional input simply stays unbound."""
+    extra_models = {
+        node.name: f"{node.name}.{REGISTRY[node.stage].wiring.model}"
+        for node in extra
+        if node.stage in REGISTRY and REGISTRY[node.stage].wiring and REGISTRY[node.stage].wiring.model
+    }
+    nodes: list[Node] = []
+    models: dict[str, str] = {}  # evaluation label -> binding of the model
+    per_model: list[str] = []  # per-model nodes, for the stages that gather them
+    newest = ""
+    for name, spec in REGISTRY.items():
+        wiring = spec.wiring
+        if wiring is None or name in skip or wiring.sweep_gathers or (wiring.with_section and name not in sections):
+            continue
+        if wiring.per_model:
+            chosen = models | extra_models
+            for label, binding in chosen.items():
+                wanted = label not in extra_models if evaluate is None else label in evaluate
+                if not wanted:
+                    continue
+                node_name = f"{name}_{label}"
+                nodes.append(Node(node_name, name, _bind(wiring.inputs, binding, nodes, extra), section=name))
+                per_model.append(node_name)
+            continue
+        inputs = _bind(wiring.inputs, newest, nodes, extra)
+        for node in nodes:
+            if node.name in per_model and node.stage in wiring.gathers:
+                inputs[node.name] = f"{node.name}.{wiring.gathers[node.stage]}"
+        nodes.append(Node(name, name, inputs))
+        if wiring.model:
+            newest = f"{name}.{wiring.model}"
+            models[wiring.label or name] = newest
+    return nodes + list(extra)
+
+
+def _bind(declared: Mapping[str, str], model: str, nodes: list[Node], extra: tuple[Node, ...]) -> dict[str, str]:
+    """Declared bindings with ``MODEL`` filled in, less those naming a node not (yet) in the graph."""
+    present = {node.name for node in nodes} | {node.name for node in extra}
+    bound = {name: model if binding == MODEL else binding for name, binding in declared.items()}
+    return {name: binding for name, binding in bound.items() if split_binding(binding)[0] in present}
 
 
 def sweep_graph(nodes: list[Node], swept_sections: set[str], branches: list[str]) -> list[Node]:
     """One copy per branch of every node whose params section is swept and of everything downstream of
-    it; the rest (model, corpus, pack, eval_base) is shared. Copies are named ``<node>-<branch>``."""
+    it; the rest (model, corpus, pack, eval_base) is shared. Copies are named ``<node>-<branch>``. Then the
+    stages that compare branches (``Wiring.sweep_gathers``) get one node each, reading every branch."""
     affected: set[str] = set()
     for node in nodes:
         if node.params_section in swept_sections:
@@ -103,7 +123,16 @@ def sweep_graph(nodes: list[Node], swept_sections: set[str], branches: list[str]
                     upstream, output = split_binding(binding)
                     inputs[input_name] = f"{rename.get(upstream, upstream)}.{output}"
                 copies.append(Node(rename[node.name], node.stage, inputs, node.params_section, branch))
-    return shared + copies
+    swept = shared + copies
+    for name, spec in REGISTRY.items():
+        if spec.wiring and spec.wiring.sweep_gathers:
+            inputs = _bind(spec.wiring.inputs, "", swept, ())
+            for node in copies:
+                if node.stage in spec.wiring.sweep_gathers:
+                    stem = node.name.removesuffix(f"-{node.branch}")
+                    inputs[f"{stem}@{node.branch}"] = f"{node.name}.{spec.wiring.sweep_gathers[node.stage]}"
+            swept.append(Node(name, name, inputs))
+    return swept
 
 
 def split_binding(binding: str) -> tuple[str, str]:

@@ -24,8 +24,9 @@ class ExecutorSpec(BaseModel):
 
     type: Literal["local", "slurm", "submitit_local"] = "local"
     """local: in the pipeline's process; slurm: one Slurm job per stage (submitit); submitit_local: a local job."""
-    stages: list[str] = Field(default_factory=lambda: ["plan", "cpt", "sft", "merge", "eval"])
-    """Stages sent as jobs; the others (model, corpus, report) stay on the submitting machine."""
+    stages: list[str] | None = None
+    """Stages sent as jobs; default: those whose spec says they are accelerated (the training and eval stages);
+    the others (model, corpus, report) stay on the submitting machine."""
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -40,7 +41,8 @@ def run_stage(executor: ExecutorSpec, stage: str, ctx: StageContext, inputs: dic
     """Run one stage where the executor says and return its result."""
     from stages import REGISTRY
 
-    if executor.type == "local" or stage not in executor.stages:
+    jobs = executor.stages if executor.stages is not None else [n for n, s in REGISTRY.items() if s.accelerated]
+    if executor.type == "local" or stage not in jobs:
         return REGISTRY[stage].run(ctx, inputs, params) or {}
     require("submitit", "pip install submitit")
     import submitit

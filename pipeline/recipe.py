@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pipeline.dag import EVALUATED_MODELS, SKIPPABLE, Node, default_graph, sweep_graph, validate
+from pipeline.dag import Node, default_graph, default_models, skippable_stages, sweep_graph, validate
 from pipeline.executor import ExecutorSpec
-from stages import REGISTRY
+from stages import REGISTRY, recipe_rules
 from stages.base import Params
 from stages.user_data import check_name
 
@@ -27,23 +27,23 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 _GLOBAL_KEYS = {
     "name": "the recipe's name (defaults to the file name)",
     "description": "one line on what this recipe makes",
-    "base_model": "embedded:smollm2-135m-instruct, a hub id or a local path (model.name)",
-    "sources": "list of text sources (corpus.sources)",
-    "instructions": "your instruction pairs: JSONL files of prompt/completion or messages (corpus.instructions)",
-    "evals": "your eval sets: JSONL files of multiple-choice or short-answer items (corpus.evals)",
+    **{key: f"{what} ({section}.{name})" for key, (section, name, what) in recipe_rules.RECIPE_KEYS.items()},
     "seed": "fills every stage's seed",
     "trust_remote_code": "fills every stage's trust_remote_code; off unless the recipe asks",
     "report_to": "training metrics also go to these trackers: tensorboard, wandb",
     "executor": "where stages run: local (default), or slurm jobs through submitit (pipeline/executor.py)",
-    "sweep": "params to compare, one branch per value: {cpt.replay_ratio: [0.1, 0.25, 0.5]} (cpt, sft, merge)",
-    "skip": f"stages to leave out: any of {', '.join(SKIPPABLE)}; what read their model reads the one before",
-    "evaluate": f"models to evaluate (default all): base and any of {', '.join(EVALUATED_MODELS[1:])}",
+    "sweep": "params to compare, one branch per value: {cpt.replay_ratio: [0.1, 0.25, 0.5]} (stages that train)",
+    "skip": f"stages to leave out: any of {', '.join(skippable_stages())}; what read their model reads the one before",
+    "evaluate": f"models to evaluate (default all): base and any of {', '.join(default_models()[1:])} or a node's",
+    "nodes": "your own nodes: {name: {stage: cpt, inputs: {model: model.model, packed: pack_2.packed}, params: {}}}",
 }
-SWEEPABLE = ("cpt", "sft", "merge")
-"""Sections a sweep may vary: the model, corpus and pack (and the plan's proxies) are shared by every branch, and
-eval's params set base's eval too, which every branch must share to be compared against it."""
+SWEEPABLE = tuple(n for n, spec in REGISTRY.items() if getattr(spec.wiring, "model", "") and not spec.wiring.label)
+"""Sections a sweep may vary: the stages that train a model. The model, corpus and pack (and the plan's proxies)
+are shared by every branch, and eval's params set base's eval too, which every branch must share to be compared
+against it."""
 # Recipe-level keys that fill the field of the same name in every stage that has one.
 _BROADCAST = ("seed", "trust_remote_code", "report_to")
+_NODE_KEYS = ("stage", "inputs", "params")
 
 
 class RecipeError(ValueError):
@@ -131,29 +131,30 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
 
     A ``plan`` section adds the mixture-planning stage before cpt (see ``stages/plan.py``)."""
     problems: list[str] = []
-    skip, evaluate = _graph_choices(raw, problems)
+    extra, extra_params = _extra_nodes(raw, problems)
+    skip, evaluate = _graph_choices(raw, extra, problems)
     branches = _sweep_branches(raw.get("sweep"), problems)
-    nodes = default_graph(with_plan="plan" in raw, skip=skip, evaluate=evaluate)
+    nodes = default_graph(sections=set(raw), skip=skip, evaluate=evaluate, extra=tuple(extra))
     # Every stage's section is known, a skipped one too: toggling skip never makes a section an error.
-    sections = {node.params_section: node.stage for node in default_graph(with_plan="plan" in raw)}
+    sections = {node.params_section: node.stage for node in default_graph(sections=set(raw), extra=tuple(extra))}
 
     for key in raw:
-        if key not in _GLOBAL_KEYS and key not in sections:
-            allowed = sorted(set(_GLOBAL_KEYS) | set(sections))
+        if (key not in _GLOBAL_KEYS and key not in sections) or key in extra_params:
+            allowed = sorted(set(_GLOBAL_KEYS) | set(sections) - set(extra_params))
             problems.append(f"{key}: unknown key; allowed top-level keys: {', '.join(allowed)}")
 
     section_values: dict[str, dict[str, Any]] = {}
     for section in sections:
-        value = raw.get(section) or {}
+        value = raw.get(section) or {} if section not in extra_params else {}
         if not isinstance(value, dict):
             problems.append(f"{section}: must be a mapping of params, got {type(value).__name__}")
             value = {}
         section_values[section] = dict(value)
-    if "base_model" in raw:
-        section_values["model"].setdefault("name", raw["base_model"])
-    for key in ("sources", "instructions", "evals"):
+    for key, (section, name, _) in recipe_rules.RECIPE_KEYS.items():
         if key in raw:
-            section_values["corpus"].setdefault(key, raw[key])
+            section_values[section].setdefault(name, raw[key])
+    for name, own in extra_params.items():  # a node's params: its stage's section, its own keys over it
+        section_values[name] = {**section_values.get(sections[name], {}), **own}
 
     params: dict[str, Params] = {}
     validated_sections = _validate_sections(raw, sections, section_values, problems)
@@ -174,54 +175,65 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
                 problems.extend(_describe("executor", ExecutorSpec, exc))
             else:
                 problems.append(f"executor: must be a mapping, got {type(raw['executor']).__name__}")
-        unknown = sorted(set(executor.stages) - {node.stage for node in nodes})
+        unknown = sorted(set(executor.stages or ()) - {node.stage for node in nodes})
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
-    if "corpus" in validated_sections and any(node.stage == "sft" for node in nodes):
-        missing = validated_sections["corpus"].missing_sft_pairs()
-        if missing:
-            problems.append(f"corpus: {missing}")
-    if "corpus" in validated_sections and not validated_sections["corpus"].sources:
-        problems.append(
-            "sources: empty; a recipe needs at least one 'domain' and one 'general' text source (top-level "
-            "'sources:' or corpus.sources), e.g. [{name: docs, kind: domain, type: folder, path: docs/}, "
-            "{name: replay, kind: general, type: python_docs}]"
-        )
-    if "plan" in validated_sections and "cpt" in validated_sections:
-        proxy_tokens, seq_len = validated_sections["plan"].proxy_tokens, validated_sections["cpt"].seq_len
-        if proxy_tokens < seq_len:
-            problems.append(
-                f"plan.proxy_tokens: {proxy_tokens} is under one block of cpt.seq_len={seq_len}; "
-                f"give each proxy {seq_len} tokens or more"
-            )
+    default_sections = {k: v for k, v in validated_sections.items() if k not in extra_params}
+    problems += recipe_rules.check(default_sections, raw, {node.stage for node in nodes})
     name = str(raw.get("name") or default_name)
     try:
         check_name(name)
     except ValueError as exc:
         where = "name" if raw.get("name") else f"name (from the file name '{default_name}'; set 'name:' to change it)"
         problems.append(f"{where}: {exc}, because it names folders in the store (refs/<name>/)")
-    if "pack" in validated_sections and "cpt" in validated_sections:
-        pack_len, cpt_len = validated_sections["pack"].seq_len, validated_sections["cpt"].seq_len
-        if "seq_len" in (raw.get("pack") or {}) and pack_len != cpt_len:
-            problems.append(f"pack.seq_len: {pack_len} differs from cpt.seq_len {cpt_len}; set cpt.seq_len alone")
-        # One pack per (corpus, tokenizer, seq_len): cpt and the plan proxies train on the same blocks.
-        validated_sections["pack"] = validated_sections["pack"].model_copy(update={"seq_len": cpt_len})
     if problems:
         raise RecipeError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    if "plan" in validated_sections:
-        # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
-        proxy_cpt = validated_sections["cpt"].model_copy(update={"replay_ratio": None, "report_to": []})
-        validated_sections["plan"] = validated_sections["plan"].model_copy(update={"cpt": proxy_cpt})
+    validated_sections = recipe_rules.adjust(validated_sections, sections)
     if branches:
         swept_sections = {_section_of(o) for overrides in branches.values() for o in overrides}
         nodes = sweep_graph(nodes, swept_sections, list(branches))
-        nodes.append(_compare_node(nodes, list(branches)))
-    nodes = validate(nodes)
+    try:
+        nodes = validate(nodes)
+    except ValueError as exc:
+        raise RecipeError(f"{source}: {exc}") from exc
     for node in nodes:
         swept = branch_sections.get(node.branch, {})  # a branch's swept sections; the rest is shared
         section = swept.get(node.params_section) or validated_sections.get(node.params_section)
         params[node.name] = section or REGISTRY[node.stage].params()
     return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor, branches=branches)
+
+
+def _extra_nodes(raw: dict[str, Any], problems: list[str]) -> tuple[list[Node], dict[str, dict[str, Any]]]:
+    """The recipe's own ``nodes:``, each with its stage, its input bindings and its params over its stage's
+    section (``params: {max_tokens: 8192}`` in a cpt node keeps every other key of ``cpt:``)."""
+    declared = raw.get("nodes") or {}
+    if not isinstance(declared, dict):
+        problems.append("nodes: must map node names to {stage: ..., inputs: {...}, params: {...}}")
+        return [], {}
+    nodes, params = [], {}
+    for name, entry in declared.items():
+        where = f"nodes.{name}"
+        try:
+            check_name(str(name))
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}, because it names folders in the store")
+            continue
+        if not isinstance(entry, dict) or entry.get("stage") not in REGISTRY:
+            given = entry.get("stage") if isinstance(entry, dict) else entry
+            problems.append(f"{where}.stage: {given!r} is not a stage; stages: {', '.join(REGISTRY)}")
+            continue
+        for key in sorted(set(entry) - set(_NODE_KEYS)):
+            problems.append(f"{where}.{key}: unknown key; a node has {', '.join(_NODE_KEYS)}")
+        inputs, own = entry.get("inputs") or {}, entry.get("params") or {}
+        if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+            problems.append(f"{where}.inputs: must map input names to 'node.output', got {inputs!r}")
+            inputs = {}
+        if not isinstance(own, dict):
+            problems.append(f"{where}.params: must be a mapping of {entry['stage']} params, got {own!r}")
+            own = {}
+        nodes.append(Node(str(name), entry["stage"], {str(k): v for k, v in inputs.items()}))
+        params[str(name)] = own
+    return nodes, params
 
 
 def _validate_sections(
@@ -241,23 +253,27 @@ def _validate_sections(
     return validated
 
 
-def _graph_choices(raw: dict[str, Any], problems: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _graph_choices(
+    raw: dict[str, Any], extra: list[Node], problems: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The recipe's ``skip`` and ``evaluate`` lists, checked: unknown names are problems, not surprises."""
+    skippable, models = skippable_stages(), default_models()
+    made = [node.name for node in extra if getattr(REGISTRY[node.stage].wiring, "model", "")]
     skip = raw.get("skip") or []
-    evaluate = raw.get("evaluate") or [m for m in EVALUATED_MODELS if not isinstance(skip, list) or m not in skip]
-    for key, value, allowed in (("skip", skip, SKIPPABLE), ("evaluate", evaluate, EVALUATED_MODELS)):
+    evaluate = raw.get("evaluate")
+    for key, value, allowed in (("skip", skip, skippable), ("evaluate", evaluate or [], (*models, *made))):
         if not isinstance(value, list):
             problems.append(f"{key}: must be a list, e.g. [{allowed[-1]}], got {value!r}")
-            return (), EVALUATED_MODELS
+            return (), None
         for index, item in enumerate(value):
             if item not in allowed:
                 problems.append(f"{key}.{index}: unknown '{item}'; allowed: {', '.join(allowed)}")
-    if "base" not in evaluate:
-        problems.append("evaluate: must include base, the model every other is compared with")
-    for item in evaluate:
+    if evaluate is not None and models[0] not in evaluate:
+        problems.append(f"evaluate: must include {models[0]}, the model every other is compared with")
+    for item in evaluate or []:
         if item in skip:
             problems.append(f"evaluate: '{item}' is skipped (skip: {skip}), so there is no such model to evaluate")
-    return tuple(skip), tuple(evaluate)
+    return tuple(skip), tuple(evaluate) if evaluate is not None else None
 
 
 def _section_of(override: str) -> str:
@@ -285,8 +301,8 @@ def _sweep_branches(sweep: Any, problems: list[str]) -> dict[str, list[str]]:
                 "corpus, pack and base's eval are shared by every branch"
             )
             continue
-        if str(key) == "cpt.seq_len":
-            problems.append("sweep.cpt.seq_len: the packed blocks are shared by every branch; sweep another param")
+        if str(key) in recipe_rules.UNSWEEPABLE:
+            problems.append(f"sweep.{key}: {recipe_rules.UNSWEEPABLE[str(key)]}")
             continue
         if not isinstance(values, list) or not values:
             problems.append(f"sweep.{key}: needs a non-empty list of values, got {values!r}")
@@ -300,21 +316,6 @@ def _sweep_branches(sweep: Any, problems: list[str]) -> dict[str, list[str]]:
             problems.append(f"sweep: two branches are both named '{name}'; give each value once")
         branches[name] = [f"{key}={json.dumps(value)}" for key, value in combination]
     return branches
-
-
-def _compare_node(nodes: list[Node], branches: list[str]) -> Node:
-    """The node comparing every branch: base's eval, then per branch its evaluated models and cpt curves."""
-    inputs = {}
-    if any(node.name == "eval_base" for node in nodes):
-        inputs["eval_base"] = "eval_base.results"
-    for branch in branches:
-        for node in nodes:
-            if node.branch == branch and node.stage == "eval":
-                model = node.name.removesuffix(f"-{branch}").removeprefix("eval_")
-                inputs[f"eval_{model}@{branch}"] = f"{node.name}.results"
-            elif node.branch == branch and node.stage == "cpt":
-                inputs[f"curves@{branch}"] = f"{node.name}.curves"
-    return Node("compare", "compare", inputs)
 
 
 def _describe(section: str, model_cls: type[BaseModel], exc: ValidationError) -> list[str]:

@@ -216,7 +216,7 @@ class Runner:
         ]
         for name, value in record["inputs"].items():
             if previous.get("inputs", {}).get(name) != value:
-                reasons.append(f"input '{name}' changed (from {node.inputs[name].split('.')[0]})")
+                reasons.append(f"input '{name}' changed (from {split_binding(node.inputs[name])[0]})")
         reasons += [f"input '{name}' removed" for name in previous.get("inputs", {}) if name not in record["inputs"]]
         reasons += [f"external {line}" for line in _diff("source", previous.get("external", {}), record["external"])]
         reasons += [f"library {line}" for line in _diff("lib", previous.get("libraries", {}), record["libraries"])]

@@ -1,9 +1,13 @@
-"""Stages: one module per job, each exposing ``SPEC`` (see ``stages.base``), collected here by name."""
+"""Stages: one module per job, each exposing ``SPEC`` (see ``stages.base``), collected here by name.
+
+Adding a stage is one new module plus one entry in ``STAGES``: its ``SPEC.wiring`` says where the default chain
+places it, in this order, so the engine names no stage.
+"""
 
 from __future__ import annotations
 
 from stages import compare, corpus, cpt, evaluate, merge, model, pack, plan, report, sft
 from stages.base import StageSpec
 
-_STAGES = (model, corpus, pack, plan, cpt, sft, merge, evaluate, report, compare)
-REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in _STAGES}
+STAGES = (model, corpus, pack, plan, cpt, sft, merge, evaluate, report, compare)
+REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in STAGES}

@@ -8,7 +8,7 @@ upstream outputs), so it runs and tests alone and the engine can change without 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +45,37 @@ class StageContext:
         return tqdm(iterable, **kwargs)
 
 
+MODEL = "<model>"
+"""In a default binding: the newest model upstream in the chain (for a per-model stage, the model it is run on)."""
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Where a stage sits in the default chain a recipe gets when it shapes nothing.
+
+    The engine walks ``stages.STAGES`` in order and places each stage that has a wiring, binding its inputs as
+    declared here; a binding to a node the graph lacks (a skipped or unplanned stage) is dropped, so a stage
+    names its neighbours once, here, and the engine names none.
+    """
+
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """input -> ``node.output``, or ``MODEL`` for the newest model upstream."""
+    model: str = ""
+    """The output holding a model: the node becomes the newest model and one of the models a recipe evaluates."""
+    label: str = ""
+    """The name the model is evaluated under (default: the node's name; the model stage's is ``base``)."""
+    skippable: bool = False
+    """A recipe may leave it out (``skip:``); what read its model reads the one before."""
+    with_section: bool = False
+    """Placed only when the recipe has a section of this stage's name (the plan)."""
+    per_model: bool = False
+    """One node per evaluated model, named ``<stage>_<label>``, all sharing this stage's params section."""
+    gathers: Mapping[str, str] = field(default_factory=dict)
+    """stage -> output: one input per per-model node of that stage, named as the node (the report's evals)."""
+    sweep_gathers: Mapping[str, str] = field(default_factory=dict)
+    """stage -> output: in a sweep only, one input per branch node of that stage, ``<node>@<branch>``."""
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """A registered stage: its name, version, params type, named inputs and the function that runs it."""
@@ -65,6 +96,12 @@ class StageSpec:
     """Distributions whose version can change the result; their versions enter the cache key."""
     fingerprint: Callable[[Any], dict[str, Any]] | None = None
     """Content fingerprint of external data the params point at (source files, a local model)."""
+    wiring: Wiring | None = None
+    """How a default recipe wires it; None: only a recipe's own ``nodes:`` place it."""
+    accelerated: bool = False
+    """Heavy compute: sent to the accelerator's jobs by a Slurm executor unless the recipe names other stages."""
+    page: str = ""
+    """The file a person reads (``report.md``): ``make report`` prints the last such page of the graph."""
 
 
 class StageError(RuntimeError):

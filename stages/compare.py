@@ -1,8 +1,10 @@
-"""Compare the branches of a sweep on one page: every branch's models against base, a Pareto plot of
-domain gain against general forgetting, and every branch's cpt curves on one plot.
+"""Compare groups of models on one page: a sweep's branches, or the domains of a multi-domain recipe.
 
-Its inputs are variadic (``eval_<model>@<branch>``, ``curves@<branch>``): the recipe's ``sweep:`` decides
-how many branches there are; each branch keeps its own full report beside this one.
+Its inputs are variadic: ``eval_<model>@<group>`` and ``cpt@<group>`` (curves). A sweep's branches share
+base's eval (``eval_base``): every branch model is one row against it, with a Pareto plot of domain gain against
+general forgetting and every branch's cpt curves on one plot. Groups with a base of their own
+(``eval_base@legal``, ``eval_base@health``: each domain's tasks and held-out text) get one verdict table each,
+and a table of each model's domain gain in every group, so a merged model stands beside each specialist.
 """
 
 from __future__ import annotations
@@ -12,29 +14,47 @@ from pathlib import Path
 from typing import Any
 
 from eval import branches, report
-from stages.base import Params, StageContext, StageSpec
+from stages.base import Params, StageContext, StageSpec, Wiring
 from stages.jsonl import read_jsonl
 
 
 class CompareParams(Params):
     title: str | None = None
-    """Page title; default: 'Sweep: <recipe>'."""
+    """Page title; default: 'Sweep: <recipe>', or 'Domains: <recipe>' when each group has its own base."""
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dict[str, Any]:
-    evals: dict[str, dict[str, Any]] = {}
+    shared_base: dict[str, Any] | None = None
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
     curves: dict[str, list[dict[str, Any]]] = {}
     for name, path in inputs.items():
-        if name == "eval_base":
-            evals = {"base": json.loads(Path(path).read_text(encoding="utf-8"))} | evals
-        elif name.startswith("eval_"):
-            model, branch = name.removeprefix("eval_").split("@", 1)
-            evals[f"{model} {branch}"] = json.loads(Path(path).read_text(encoding="utf-8"))
-        elif name.startswith("curves@"):
-            curves[name.split("@", 1)[1]] = read_jsonl(Path(path))
-    title = params.title or f"Sweep: {ctx.recipe or 'recipe'}"
+        stem, _, group = name.partition("@")
+        if stem == "eval_base" and not group:
+            shared_base = json.loads(Path(path).read_text(encoding="utf-8"))
+        elif stem.startswith("eval_") and group:
+            results = json.loads(Path(path).read_text(encoding="utf-8"))
+            groups.setdefault(group, {})[stem.removeprefix("eval_")] = results
+        elif group:
+            curves[group] = read_jsonl(Path(path))
+    if any("base" in models for models in groups.values()):
+        title = params.title or f"Domains: {ctx.recipe or 'recipe'}"
+        lead, sections, images, metrics = _per_group(groups)
+    else:
+        title = params.title or f"Sweep: {ctx.recipe or 'recipe'}"
+        evals = {"base": shared_base} if shared_base is not None else {}
+        evals |= {f"{model} {group}": results for group, models in groups.items() for model, results in models.items()}
+        lead, sections, images, metrics = _branches(evals, curves)
+    for _, name, png in images:
+        (ctx.out_dir / name).write_bytes(png)
+    (ctx.out_dir / "report.md").write_text(report.markdown(title, sections, images, lead=lead), encoding="utf-8")
+    (ctx.out_dir / "report.html").write_text(report.html_page(title, sections, images, lead=lead), encoding="utf-8")
+    return {"outputs": {"report": ctx.out_dir / "report.md", "html": ctx.out_dir / "report.html"}, "metrics": metrics}
+
+
+def _branches(evals: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> tuple:
+    """Sweep branches against one base: verdict rows, the Pareto front and plot, every branch's curves."""
     lead: list[tuple[str, Any]] = []
-    sections: list[tuple[str, Any]] = []
+    sections: list[tuple[str, Any]] = [("Scores", report.main_table(evals))] if evals else []
     points = branches.gain_and_forgetting(evals) if "base" in evals else {}
     front = branches.pareto_front(points)
     if "base" in evals:
@@ -48,31 +68,55 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
                 )
             )
         sections.append(("Paired tests against base (same items)", report.significance_table(evals, comparisons)))
-    sections.insert(0, ("Scores", report.main_table(evals)))
-    images = [
-        (heading, name, png)
-        for heading, name, png in (
-            ("Domain gain against general forgetting", "pareto.png", branches.pareto_png(points, front)),
-            ("CPT held-out loss of every branch", "branch_curves.png", branches.branch_curves_png(curves)),
-        )
-        if png is not None
-    ]
-    for _, name, png in images:
-        (ctx.out_dir / name).write_bytes(png)
-    (ctx.out_dir / "report.md").write_text(report.markdown(title, sections, images, lead=lead), encoding="utf-8")
-    (ctx.out_dir / "report.html").write_text(report.html_page(title, sections, images, lead=lead), encoding="utf-8")
+    images = _images(
+        ("Domain gain against general forgetting", "pareto.png", branches.pareto_png(points, front)),
+        ("CPT held-out loss of every branch", "branch_curves.png", branches.branch_curves_png(curves)),
+    )
     metrics = {"branches": sorted(curves), "pareto_front": front}
     metrics["gain_and_forgetting"] = {label: list(point) for label, point in points.items()}
-    return {"outputs": {"report": ctx.out_dir / "report.md", "html": ctx.out_dir / "report.html"}, "metrics": metrics}
+    return lead, sections, images, metrics
+
+
+def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
+    """Each group (domain) against its own base, then every model's domain gain in every group side by side."""
+    lead: list[tuple[str, Any]] = []
+    sections: list[tuple[str, Any]] = []
+    gains: dict[str, dict[str, tuple[float, float]]] = {}
+    for group, models in groups.items():
+        if "base" not in models:
+            continue
+        evals = {"base": models["base"]} | {m: r for m, r in models.items() if m != "base"}
+        comparisons = report.compare_models(evals)
+        lead.append((f"{group}: each model against base", report.verdict_table(evals, comparisons)))
+        sections.append((f"{group}: scores", report.main_table(evals)))
+        sections.append((f"{group}: paired tests against base", report.significance_table(evals, comparisons)))
+        gains[group] = branches.gain_and_forgetting(evals)
+    models = list(dict.fromkeys(m for points in gains.values() for m in points))
+    header = ["model", *(f"{group} domain gain (bits/byte)" for group in gains)]
+    rows = [
+        [model, *(f"{gains[g][model][0]:+.4f}" if model in gains[g] else "not evaluated" for g in gains)]
+        for model in models
+    ]
+    heading = "Domain gain in every group (base's bits/byte minus the model's, higher is better)"
+    lead.insert(0, (heading, (header, rows)))
+    domain_gain = {group: {model: point[0] for model, point in points.items()} for group, points in gains.items()}
+    metrics = {"groups": list(gains), "domain_gain": domain_gain}
+    return lead, sections, [], metrics
+
+
+def _images(*candidates: tuple[str, str, bytes | None]) -> list[tuple[str, str, bytes]]:
+    return [(heading, name, png) for heading, name, png in candidates if png is not None]
 
 
 SPEC = StageSpec(
     name="compare",
-    version=1,
+    version=2,
     params=CompareParams,
     inputs=(),
-    input_prefixes=("eval_", "curves@"),
+    input_prefixes=("eval_", "cpt@"),
+    wiring=Wiring(inputs={"eval_base": "eval_base.results"}, sweep_gathers={"eval": "results", "cpt": "curves"}),
+    page="report.md",
     run=run,
-    doc="Sweep branches side by side: a verdict per branch model, a Pareto plot, every branch's curves.",
+    doc="Groups side by side: sweep branches against one base (Pareto plot, curves), or domains against their own.",
     libraries=("matplotlib",),
 )

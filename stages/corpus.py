@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from stages import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
-from stages.base import Params, StageContext, StageError, StageSpec
+from stages.base import Params, StageContext, StageError, StageSpec, Wiring
 from stages.corpus_engine import PROBE_FIELD, SPLITS, EngineSpec, MinhashSpec
 from stages.sources import SourceSpec
 from stages.text_blocks import FILTER_NAMES, PROFILE_MIN_CHARS, PROFILES
@@ -630,6 +630,7 @@ SPEC = StageSpec(
     version=9,
     params=CorpusParams,
     inputs=(),
+    wiring=Wiring(),
     run=run,
     doc="Read, clean, filter, near-dedup and split sources (datatrove); build SFT pairs and eval items; decontaminate.",
     libraries=("datatrove", "ftfy", "langid"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stages import launch
-from stages.base import StageContext, StageSpec
+from stages.base import StageContext, StageSpec, Wiring
 from stages.continual_pretraining import CptParams, build_stream, train
 from stages.modeling import write_model_card
 
@@ -48,6 +48,8 @@ SPEC = StageSpec(
     params=CptParams,
     inputs=("model", "packed"),
     optional_inputs=("plan",),
+    wiring=Wiring(inputs={"model": "model.model", "packed": "pack.packed", "plan": "plan.plan"}, model="model"),
+    accelerated=True,
     run=run,
     doc="Continual pre-training with replay (share of general tokens), resumable, curves logged.",
     libraries=("torch", "transformers", "accelerate", "numpy"),

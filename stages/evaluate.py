@@ -23,7 +23,7 @@ from eval.tasks import (
     translation_task,
     write_task,
 )
-from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
 from stages.jsonl import read_jsonl
 from stages.modeling import device_and_precision, runtime_choices
 from stages.user_data import TaskDirsError, lm_eval_task_names, pair_text
@@ -388,6 +388,8 @@ SPEC = StageSpec(
     version=5,
     params=EvalParams,
     inputs=("model", "corpus"),
+    wiring=Wiring(inputs={"model": MODEL, "corpus": "corpus.data"}, per_model=True),
+    accelerated=True,
     run=run,
     doc="lm-eval on one model: held-out bits-per-byte (general, domain) and domain tasks.",
     libraries=("lm_eval", "torch", "transformers", "datasets"),

@@ -5,7 +5,9 @@ The stage writes the mergekit YAML into its output (``mergekit.yaml``, runnable 
 model and the instruct model over the base, as the SEC-finance study did. When the instruct model
 *is* the base (the embedded default: SmolLM2-135M-Instruct is both), its task vector is zero and
 it is left out; TIES then keeps the top ``density`` share of the domain delta, a partial return
-towards the base that trades a little domain gain for less forgetting.
+towards the base that trades a little domain gain for less forgetting. A recipe's own merge node may bind
+more domain models (``model@health: cpt_health.model``): TIES then merges every specialist's task vector,
+as one model for several domains (``recipes/multi-domain.yaml``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
-from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
 from stages.modeling import write_model_card
 
 
@@ -34,11 +36,19 @@ class MergeParams(Params):
     trust_remote_code: bool = False
 
 
-def merge_config(domain: str, instruct: str, base: str, params: MergeParams) -> dict[str, Any]:
-    """The mergekit configuration for the chosen method."""
+def merge_config(domain: str | list[str], instruct: str, base: str, params: MergeParams) -> dict[str, Any]:
+    """The mergekit configuration for the chosen method; ``domain`` may list several domain models (a legal and
+    a health specialist), each weighted ``domain_weight``."""
+    domains = [domain] if isinstance(domain, str) else list(domain)
     same = Path(instruct).resolve() == Path(base).resolve()
+    if params.method == "slerp" and len(domains) > 1:
+        raise StageError(f"merge.method: slerp blends two models, got {len(domains)} domain models; use ties or linear")
+    domain = domains[0]
     if params.method == "ties":
-        models = [{"model": domain, "parameters": {"weight": params.domain_weight, "density": params.density}}]
+        models = [
+            {"model": path, "parameters": {"weight": params.domain_weight, "density": params.density}}
+            for path in domains
+        ]
         if not same:
             models.append(
                 {"model": instruct, "parameters": {"weight": params.instruct_weight, "density": params.density}}
@@ -61,7 +71,7 @@ def merge_config(domain: str, instruct: str, base: str, params: MergeParams) -> 
     return {
         "merge_method": "linear",
         "models": [
-            {"model": domain, "parameters": {"weight": params.domain_weight}},
+            *({"model": path, "parameters": {"weight": params.domain_weight}} for path in domains),
             {"model": instruct, "parameters": {"weight": params.instruct_weight}},
         ],
         "dtype": "float32",
@@ -73,7 +83,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: MergeParams) -> dict[
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
-    config = merge_config(inputs["model"], inputs["instruct"], inputs["base"], params)
+    domains = [inputs["model"], *(inputs[name] for name in sorted(inputs) if name.startswith("model@"))]
+    config = merge_config(domains, inputs["instruct"], inputs["base"], params)
     (ctx.out_dir / "mergekit.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     out = ctx.out_dir / "model"
     try:
@@ -90,8 +101,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: MergeParams) -> dict[
         raise StageError(f"merge: mergekit wrote no model to {out}")
     write_model_card(
         out,
-        f"{params.method.upper()} merge by mergekit of the domain model `{inputs['model']}` with the instruct "
-        f"model `{inputs['instruct']}` over the base `{inputs['base']}` (config in ../mergekit.yaml).",
+        f"{params.method.upper()} merge by mergekit of the domain model(s) {', '.join(f'`{d}`' for d in domains)} "
+        f"with the instruct model `{inputs['instruct']}` over the base `{inputs['base']}` (config in ../mergekit.yaml).",
         {"mergekit_config": config},
     )
     return {"outputs": {"model": out}, "metrics": {"method": params.method, "models": len(config["models"])}}
@@ -102,7 +113,12 @@ SPEC = StageSpec(
     version=1,
     params=MergeParams,
     inputs=("model", "instruct", "base"),
+    input_prefixes=("model@",),  # more domain models merged with the first: model@health, model@finance
+    wiring=Wiring(
+        inputs={"model": MODEL, "instruct": "model.model", "base": "model.model"}, model="model", skippable=True
+    ),
+    accelerated=True,
     run=run,
-    doc="mergekit merge of the domain model with the instruct model (TIES by default).",
+    doc="mergekit merge of the domain model(s) with the instruct model (TIES by default).",
     libraries=("mergekit", "torch"),
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.base import Params, StageContext, StageError, StageSpec, Wiring, require
 from stages.fingerprint import fingerprint_tree, hub_commit
 from stages.modeling import write_model_card
 
@@ -139,6 +139,7 @@ SPEC = StageSpec(
     version=1,
     params=ModelParams,
     inputs=(),
+    wiring=Wiring(model="model", label="base"),
     run=run,
     doc="The base model as a normal HF folder (converts the embedded GGUF once).",
     libraries=("transformers", "gguf"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field
 
-from stages.base import Params, StageContext, StageError, StageSpec
+from stages.base import Params, StageContext, StageError, StageSpec, Wiring
 from stages.corpus_engine import PROBE_FIELD, local_executor
 from stages.modeling import load_tokenizer
 from stages.packed_blocks import ROWS_PER_CHUNK, target_count
@@ -212,6 +212,7 @@ SPEC = StageSpec(
     version=2,
     params=PackParams,
     inputs=("corpus", "tokenizer"),
+    wiring=Wiring(inputs={"corpus": "corpus.data", "tokenizer": "model.model"}),
     run=run,
     doc="Tokenize (datatrove) and pack the corpus into seq_len blocks that keep document boundaries.",
     libraries=("datatrove", "tokenizers", "numpy"),

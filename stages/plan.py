@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from eval import laws
 from stages import continual_pretraining as cpt_stage
-from stages.base import Params, StageContext, StageError, StageSpec
+from stages.base import Params, StageContext, StageError, StageSpec, Wiring
 from stages.continual_pretraining import CptParams
 
 
@@ -175,6 +175,8 @@ SPEC = StageSpec(
     version=3,
     params=PlanParams,
     inputs=("model", "packed"),
+    wiring=Wiring(inputs={"model": "model.model", "packed": "pack.packed"}, with_section=True),
+    accelerated=True,
     run=run,
     doc="Proxy CPT runs, D-CPT Law fits, and the replay ratio for the recipe's objective.",
     libraries=("torch", "transformers", "scipy", "numpy"),

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from eval import laws, report
-from stages.base import Params, StageContext, StageSpec
+from stages.base import Params, StageContext, StageSpec, Wiring
 from stages.jsonl import read_jsonl
-
-MODELS = ("base", "cpt", "sft", "merge")
 
 
 class ReportParams(Params):
@@ -27,11 +25,9 @@ class ReportParams(Params):
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict[str, Any]:
-    evals = {
-        model: json.loads(Path(inputs[f"eval_{model}"]).read_text(encoding="utf-8"))
-        for model in MODELS
-        if f"eval_{model}" in inputs
-    }
+    # Every model evaluated (base first, then as the graph lists them: cpt, sft, merge, a recipe's own nodes).
+    names = ["eval_base", *(name for name in inputs if name.startswith("eval_") and name != "eval_base")]
+    evals = {name.removeprefix("eval_"): json.loads(Path(inputs[name]).read_text(encoding="utf-8")) for name in names}
     stats = json.loads((Path(inputs["corpus"]) / "stats.json").read_text(encoding="utf-8"))
     history = read_jsonl(Path(inputs["cpt"]))
     title = params.title or f"Domain adaptation report: {ctx.recipe or 'recipe'}"
@@ -261,7 +257,20 @@ SPEC = StageSpec(
     version=6,
     params=ReportParams,
     inputs=("eval_base", "cpt", "cpt_run", "corpus", "packed"),
-    optional_inputs=("eval_cpt", "eval_sft", "eval_merge", "plan", "proxies"),  # a recipe may skip or not evaluate
+    optional_inputs=("plan", "proxies"),
+    input_prefixes=("eval_",),  # one per evaluated model: a recipe may skip, leave out or add models
+    wiring=Wiring(
+        inputs={
+            "cpt": "cpt.curves",
+            "cpt_run": "cpt.manifest",
+            "corpus": "corpus.data",
+            "packed": "pack.packed",
+            "plan": "plan.plan",
+            "proxies": "plan.proxies",
+        },
+        gathers={"eval": "results"},
+    ),
+    page="report.md",
     run=run,
     doc="Markdown + HTML report: a verdict with paired significance marks, warnings, plots, then details.",
     libraries=("matplotlib",),

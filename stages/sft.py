@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from stages import launch
-from stages.base import Params, StageContext, StageError, StageSpec, require
+from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
 from stages.jsonl import read_jsonl
 from stages.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
 from stages.training import (
@@ -218,6 +218,8 @@ SPEC = StageSpec(
     version=2,
     params=SftParams,
     inputs=("model", "corpus"),
+    wiring=Wiring(inputs={"model": MODEL, "corpus": "corpus.data"}, model="model", skippable=True),
+    accelerated=True,
     run=run,
     doc="Instruction tuning with trl's SFTTrainer (full or LoRA), loss on answers only.",
     libraries=("torch", "transformers", "trl", "peft", "datasets"),
