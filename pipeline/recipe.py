@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.dag import Node, default_graph, default_models, skippable_stages, sweep_graph, validate
 from pipeline.executor import ExecutorSpec
 from stages import REGISTRY, recipe_rules
-from stages.base import Params
+from stages.base import Params, Wiring
 from stages.user_data import check_name
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -37,7 +37,7 @@ _GLOBAL_KEYS = {
     "evaluate": f"models to evaluate (default all): base and any of {', '.join(default_models()[1:])} or a node's",
     "nodes": "your own nodes: {name: {stage: cpt, inputs: {model: model.model, packed: pack_2.packed}, params: {}}}",
 }
-SWEEPABLE = tuple(n for n, spec in REGISTRY.items() if getattr(spec.wiring, "model", "") and not spec.wiring.label)
+SWEEPABLE = tuple(n for n, spec in REGISTRY.items() if spec.wiring and spec.wiring.model and not spec.wiring.label)
 """Sections a sweep may vary: the stages that train a model. The model, corpus and pack (and the plan's proxies)
 are shared by every branch, and eval's params set base's eval too, which every branch must share to be compared
 against it."""
@@ -211,12 +211,16 @@ def _extra_nodes(raw: dict[str, Any], problems: list[str]) -> tuple[list[Node], 
         problems.append("nodes: must map node names to {stage: ..., inputs: {...}, params: {...}}")
         return [], {}
     nodes, params = [], {}
+    taken = {node.name for node in default_graph(sections=set(raw))}
     for name, entry in declared.items():
         where = f"nodes.{name}"
         try:
             check_name(str(name))
         except ValueError as exc:
             problems.append(f"{where}: {exc}, because it names folders in the store")
+            continue
+        if name in taken:
+            problems.append(f"{where}: the default chain has a node of this name; name yours apart ({name}_2)")
             continue
         if not isinstance(entry, dict) or entry.get("stage") not in REGISTRY:
             given = entry.get("stage") if isinstance(entry, dict) else entry
@@ -258,7 +262,7 @@ def _graph_choices(
 ) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The recipe's ``skip`` and ``evaluate`` lists, checked: unknown names are problems, not surprises."""
     skippable, models = skippable_stages(), default_models()
-    made = [node.name for node in extra if getattr(REGISTRY[node.stage].wiring, "model", "")]
+    made = [node.name for node in extra if (REGISTRY[node.stage].wiring or Wiring()).model]
     skip = raw.get("skip") or []
     evaluate = raw.get("evaluate")
     for key, value, allowed in (("skip", skip, skippable), ("evaluate", evaluate or [], (*models, *made))):

@@ -114,3 +114,91 @@ def test_sweep_copies_the_swept_section_and_everything_downstream(tmp_path):
     assert merge.inputs["base"] == "model.model"
     compare = next(n for n in recipe.nodes if n.name == "compare")
     assert compare.inputs["eval_merge@learning_rate-1e-05"] == "eval_merge-learning_rate-1e-05.results"
+
+
+def test_a_new_stage_is_placed_by_its_wiring_alone(monkeypatch):
+    """Adding a stage is its spec plus one entry in the list: the engine places and wires it, evaluates its model
+    and the report gathers that eval, with no edit to pipeline/."""
+    from dataclasses import replace
+
+    import pipeline.dag as dag
+    from stages import REGISTRY
+    from stages.base import MODEL, Wiring
+
+    anneal = replace(
+        REGISTRY["cpt"],
+        name="anneal",
+        inputs=("model", "packed"),
+        optional_inputs=(),
+        wiring=Wiring(inputs={"model": MODEL, "packed": "pack.packed"}, model="model", skippable=True),
+    )
+    names = list(REGISTRY)
+    at = names.index("sft")  # a high-quality anneal after the bulk cpt, before sft
+    registry = {name: REGISTRY[name] for name in names[:at]} | {"anneal": anneal}
+    registry |= {name: REGISTRY[name] for name in names[at:]}
+    monkeypatch.setattr(dag, "REGISTRY", registry)
+    nodes = {node.name: node for node in dag.validate(dag.default_graph())}
+    assert nodes["anneal"].inputs == {"model": "cpt.model", "packed": "pack.packed"}
+    assert nodes["sft"].inputs["model"] == "anneal.model"
+    assert nodes["eval_anneal"].inputs["model"] == "anneal.model"
+    assert nodes["report"].inputs["eval_anneal"] == "eval_anneal.results"
+    assert "anneal" in dag.skippable_stages() and dag.default_models() == ("base", "cpt", "anneal", "sft", "merge")
+    skipped = {node.name: node for node in dag.default_graph(skip=("anneal",))}
+    assert "anneal" not in skipped and skipped["sft"].inputs["model"] == "cpt.model"
+
+
+def test_a_plan_section_places_the_plan_and_binds_its_optional_outputs():
+    plain = {node.name: node for node in default_graph()}
+    planned = {node.name: node for node in default_graph(sections={"plan"})}
+    assert "plan" not in plain and "plan" not in plain["cpt"].inputs and "proxies" not in plain["report"].inputs
+    assert planned["cpt"].inputs["plan"] == "plan.plan" and planned["report"].inputs["proxies"] == "plan.proxies"
+
+
+HEALTH_NODES = {
+    "corpus_health": {"stage": "corpus", "params": {"min_chars": 80}},
+    "pack_health": {"stage": "pack", "inputs": {"corpus": "corpus_health.data", "tokenizer": "model.model"}},
+    "cpt_health": {
+        "stage": "cpt",
+        "inputs": {"model": "model.model", "packed": "pack_health.packed"},
+        "params": {"max_tokens": 8192},
+    },
+    "merged": {
+        "stage": "merge",
+        "inputs": {
+            "model": "cpt.model",
+            "model@health": "cpt_health.model",
+            "instruct": "model.model",
+            "base": "model.model",
+        },
+    },
+}
+
+
+def test_a_recipe_adds_nodes_with_params_over_their_stage_section(tmp_path):
+    recipe = _graph_problems(tmp_path, nodes=HEALTH_NODES, evaluate=["base", "cpt", "merged"])
+    nodes = {n.name: n for n in recipe.nodes}
+    assert nodes["cpt_health"].inputs["packed"] == "pack_health.packed"
+    assert recipe.params["cpt_health"].max_tokens == 8192 and recipe.params["cpt"].max_tokens == 32768
+    assert recipe.params["cpt_health"].learning_rate == recipe.params["cpt"].learning_rate  # the rest: cpt's
+    assert recipe.params["corpus_health"].min_chars == 80 and recipe.params["corpus_health"].tasks
+    assert recipe.params["pack_health"].seq_len == recipe.params["cpt"].seq_len  # packs follow cpt's block length
+    assert nodes["eval_merged"].inputs == {"model": "merged.model", "corpus": "corpus.data"}
+    assert "eval_cpt_health" not in nodes and "eval_sft" not in nodes  # evaluate: names exactly what is evaluated
+    assert nodes["report"].inputs["eval_merged"] == "eval_merged.results"
+
+
+def test_recipe_nodes_are_checked_naming_the_key(tmp_path):
+    bad = {
+        "cpt_x": {"stage": "cpt", "inputs": {"model": "model.model", "packed": "pakc.packed"}, "parms": {}},
+        "typo": {"stage": "cptt"},
+        "merge_x": {"stage": "merge", "inputs": {"model": "cpt.model"}, "params": {"method": "average"}},
+    }
+    message = _graph_problems(tmp_path, nodes=bad, evaluate=["base", "cpt_y"])
+    assert "nodes.cpt_x.parms: unknown key; a node has stage, inputs, params" in message
+    assert "nodes.typo.stage: 'cptt' is not a stage" in message
+    assert "merge_x.method: Input should be 'ties', 'slerp' or 'linear'" in message
+    assert "evaluate.1: unknown 'cpt_y'; allowed: base, cpt, sft, merge, cpt_x, merge_x" in message
+    message = _graph_problems(tmp_path, nodes={"cpt_x": {k: v for k, v in bad["cpt_x"].items() if k != "parms"}})
+    assert "node 'cpt_x': input 'packed' names unknown node 'pakc'" in message
+    message = _graph_problems(tmp_path, nodes={"cpt": {"stage": "cpt"}})
+    assert "nodes.cpt: the default chain has a node of this name" in message

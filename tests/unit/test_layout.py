@@ -53,3 +53,23 @@ def test_the_engine_imports_no_stage_and_eval_imports_neither():
     assert {k: v for k, v in engine.items() if v} == {}
     for path in (ROOT / "eval").glob("*.py"):
         assert not {n for n in _imports(path) if n.split(".")[0] in ("stages", "pipeline")}, path.name
+
+
+CLI_VERBS = {"plan", "report"}
+"""``make plan`` and ``make report`` are commands (show the plan, print the page), not the stages of those names."""
+
+
+def test_the_engine_names_no_stage_so_stages_declare_their_wiring():
+    """No string in pipeline/ is a stage name or binds a stage's output (``cpt.model``): the default graph comes
+    from each spec's wiring, so adding or changing a stage never edits the engine."""
+    found = []
+    for path in (ROOT / "pipeline").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+                continue
+            value, verbs = node.value, CLI_VERBS if path.name == "cli.py" else set()
+            named = value in REGISTRY and value not in verbs
+            bound = "." in value and value.split(".")[0] in REGISTRY and " " not in value and value[-3:] != ".py"
+            if named or bound or (value.startswith("eval_") and " " not in value):
+                found.append(f"{path.name}:{node.lineno} {value!r}")
+    assert found == []
