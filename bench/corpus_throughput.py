@@ -1,7 +1,7 @@
 """Corpus preparation: datatrove passes against a plain Python loop, memory as the corpus grows,
 packing efficiency, and near-duplicate recall and precision on a planted set. One script, one run.
 
-- ``throughput``: the recipe's sources through the corpus engine (``stages.corpus_engine.prepare``:
+- ``throughput``: the recipe's sources through the corpus engine (``stages.lib.corpus_engine.prepare``:
   ingest, filters, MinHash, split, on a local process pool) and through a plain single-process loop
   doing the same work (the same datatrove filter blocks and MinHash signatures, an in-memory LSH
   index, one output file per split), in documents/s and MB/s of source text read; then the whole
@@ -67,10 +67,10 @@ def plain_loop(params: Any, out: Path) -> dict[str, Any]:
     from datatrove.data import Document
     from datatrove.pipeline.dedup import MinhashDedupSignature
 
-    from stages import sources
     from stages.corpus import filter_chains, min_chars_by_source
-    from stages.corpus_engine import assign_split, source_languages
-    from stages.text_blocks import WORDS, SourceFilters
+    from stages.lib import sources
+    from stages.lib.corpus_engine import assign_split, source_languages
+    from stages.lib.text_blocks import WORDS, SourceFilters
 
     step = SourceFilters(filter_chains(params), params.filter_settings, min_chars_by_source(params))
     blocks = step.build_blocks()
@@ -119,8 +119,9 @@ def _rates(seconds: float, documents: int, size: int) -> dict[str, float]:
 
 
 def throughput(params: Any, work: Path) -> dict[str, Any]:
-    from stages import corpus, corpus_engine
+    from stages import corpus
     from stages.base import StageContext
+    from stages.lib import corpus_engine
 
     log = logging.getLogger("bench")
     started = time.time()
@@ -163,8 +164,8 @@ def _fresh(folder: Path) -> Path:
 
 def synthesise(scale: int, path: Path) -> dict[str, Any]:
     """Real license texts, repeated ``scale`` times; every repeat after the first perturbed."""
-    from stages import sources
-    from stages.sources import SourceSpec
+    from stages.lib import sources
+    from stages.lib.sources import SourceSpec
 
     rng = random.Random(scale)
     licenses = [d for d in sources.read(SourceSpec(name="l", kind="domain", type="licensedcode")) if "drop" not in d]
@@ -254,10 +255,10 @@ def packing(corpus_dir: str, model: str, pack_params: Any, work: Path) -> dict[s
 def dedup_quality(work: Path, bases_wanted: int = 80, copies_per_rate: int = 10) -> dict[str, Any]:
     from datatrove.pipeline.dedup import MinhashDedupSignature
 
-    from stages import corpus_engine, sources
-    from stages.corpus_engine import EngineSpec, MinhashSpec
-    from stages.sources import SourceSpec
-    from stages.text_blocks import WORDS
+    from stages.lib import corpus_engine, sources
+    from stages.lib.corpus_engine import EngineSpec, MinhashSpec
+    from stages.lib.sources import SourceSpec
+    from stages.lib.text_blocks import WORDS
 
     spec = MinhashSpec()
     signer = MinhashDedupSignature(str(work / "unused"), spec.config(), language=WORDS)

@@ -3,8 +3,8 @@
 Three arms train the same model for the same number of optimizer steps on the recipe's domain
 training documents:
 
-- ``cpt stage``: ``stages.continual_pretraining.train`` as the pipeline runs it, on the pack stage's blocks (run here
-  first): documents packed into full blocks, position ids restarting per document so attention
+- ``cpt stage``: ``stages.lib.continual_pretraining.train`` as the pipeline runs it, on the pack stage's blocks
+  (run here first): documents packed into full blocks, position ids restarting per document so attention
   stops at boundaries, no padding;
 - ``packed, attention crosses documents``: the same blocks without position ids (the pipeline
   before document-aware packing), to show what the boundary masks cost;
@@ -141,7 +141,7 @@ def _no_checkpoints(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def arm_stage(model: str, packed: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:
-    import stages.continual_pretraining as cpt
+    import stages.lib.continual_pretraining as cpt
 
     params = cpt.CptParams(
         replay_ratio=0.0,
@@ -178,9 +178,9 @@ def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Pat
     import datasets
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from stages.jsonl import read_jsonl
-    from stages.modeling import load_model, load_tokenizer
-    from stages.training import common_arguments
+    from stages.lib.jsonl import read_jsonl
+    from stages.lib.modeling import load_model, load_tokenizer
+    from stages.lib.training import common_arguments
 
     tokenizer = load_tokenizer(model_path)
     docs = read_jsonl(corpus / "domain_train.jsonl")

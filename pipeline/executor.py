@@ -77,7 +77,7 @@ def _job(stage: str, out_dir: str, node: str, recipe: str, inputs: dict[str, Any
     """The job's body, on the compute node: log to the job's output, then run the stage there."""
     import logging
 
-    from stages.launch import run_here
+    from stages.lib.launch import run_here
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     return run_here(stage, out_dir, node, recipe, inputs, params)

@@ -1,7 +1,7 @@
 """Content-hash cache keys (after dvc's run-cache): stage + version + params + input keys + libraries.
 
 A key never hashes an upstream stage's multi-GB output: it hashes that stage's key. External
-files are fingerprinted by content (``stages.fingerprint``), so editing a source reruns what reads it.
+files are fingerprinted by content (``stages.lib.fingerprint``), so editing a source reruns what reads it.
 """
 
 from __future__ import annotations

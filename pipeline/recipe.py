@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.dag import Node, default_graph, default_models, skippable_stages, sweep_graph, validate
 from pipeline.executor import ExecutorSpec
-from stages import REGISTRY, recipe_rules
+from stages import REGISTRY
 from stages.base import Params, Wiring
-from stages.user_data import check_name
+from stages.lib import recipe_rules
+from stages.lib.user_data import check_name
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -35,7 +35,7 @@ from stages.base import StageContext
 log = logging.getLogger("pipeline")
 
 VERBOSE_ENV = "DAPT_VERBOSE"
-"""Set by ``configure_console``; datatrove's worker processes read it (``stages.corpus_engine``)."""
+"""Set by ``configure_console``; datatrove's worker processes read it (``stages.lib.corpus_engine``)."""
 _LIBRARY_LOGGERS = ("transformers", "datasets")
 """Libraries that print through their own stderr handler; routed through the root logger instead."""
 

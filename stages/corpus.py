@@ -1,12 +1,12 @@
 """Corpus preparation: read, clean, filter, near-dedup and split sources; build task data; decontaminate.
 
-The heavy passes run as datatrove pipelines (``stages.corpus_engine``): sharded, on a local process
+The heavy passes run as datatrove pipelines (``stages.lib.corpus_engine``): sharded, on a local process
 pool by default or on Slurm or Ray (``corpus.engine``), with memory flat in the corpus size. Every
 drop is counted per source with its reason. Splits are assigned by a hash of the document id, so
 adding a document never moves another one between splits; deduplication runs before the split,
 so a document and its near-copy never land on both sides. SFT pairs are built from training
 documents and eval items from eval documents only; then every training document that shares a
-13-gram with a text an eval item shows is dropped (``stages.decontam``). Tasks on a ``general``
+13-gram with a text an eval item shows is dropped (``stages.lib.decontam``). Tasks on a ``general``
 source measure forgetting: they add eval items but no SFT pairs. Tokenizing and packing are the
 ``pack`` stage's, so this stage's output serves every model and sequence length.
 """
@@ -23,12 +23,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from stages import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
 from stages.base import Params, StageContext, StageError, StageSpec, Wiring
-from stages.corpus_engine import PROBE_FIELD, SPLITS, EngineSpec, MinhashSpec
-from stages.sources import SourceSpec
-from stages.text_blocks import FILTER_NAMES, PROFILE_MIN_CHARS, PROFILES
-from stages.user_data import EvalSetSpec, InstructionSpec, UserDataError
+from stages.lib import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
+from stages.lib.corpus_engine import PROBE_FIELD, SPLITS, EngineSpec, MinhashSpec
+from stages.lib.sources import SourceSpec
+from stages.lib.text_blocks import FILTER_NAMES, PROFILE_MIN_CHARS, PROFILES
+from stages.lib.user_data import EvalSetSpec, InstructionSpec, UserDataError
 
 CANDIDATES_PER_ITEM = 3
 """Builders offer this many candidate eval items per item kept; decontamination keeps the most distinctive."""
@@ -47,7 +47,7 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
-    """Builder in ``stages.task_builders.BUILDERS`` (license_id, term_definition, translation, and for any
+    """Builder in ``stages.lib.task_builders.BUILDERS`` (license_id, term_definition, translation, and for any
     text: reading_comprehension, cloze, knowledge_probe)."""
     source: str
     """Name of the recipe source whose documents the task is built from; its kind is the task's kind."""
@@ -80,7 +80,7 @@ class CorpusParams(Params):
     eval_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     """Held-out share from which task items are built (never trained on)."""
     tasks: list[TaskSpec] = Field(default_factory=list)
-    """Tasks: SFT pairs (domain sources) and eval items (every source) built by ``stages.task_builders``."""
+    """Tasks: SFT pairs (domain sources) and eval items (every source) built by ``stages.lib.task_builders``."""
     instructions: list[InstructionSpec] = Field(default_factory=list)
     """The user's own instruction pairs (recipe key ``instructions``), added to the built ones for sft."""
     evals: list[EvalSetSpec] = Field(default_factory=list)
@@ -215,7 +215,7 @@ def _task_meta_problems(tasks: list[TaskSpec], specs: list[SourceSpec]) -> list[
 
 
 def fingerprint(params: CorpusParams) -> dict[str, Any]:
-    from stages.fingerprint import fingerprint_paths
+    from stages.lib.fingerprint import fingerprint_paths
 
     prints = {source.name: sources.fingerprint(source) for source in params.sources}
     for spec in [*params.instructions, *params.evals]:
@@ -558,7 +558,7 @@ def _in_share(doc_id: str, share: float) -> bool:
 
 
 def _reading_comprehension_text(text: str, seed: int) -> str:
-    from stages.mined_tasks import reading_comprehension_text
+    from stages.lib.mined_tasks import reading_comprehension_text
 
     return reading_comprehension_text(text, seed)
 

@@ -1,4 +1,4 @@
-"""The cpt stage: continual pre-training with replay of general text (``stages/continual_pretraining.py``
+"""The cpt stage: continual pre-training with replay of general text (``stages/lib/continual_pretraining.py``
 holds the params, the replay stream and the training loop it shares with the plan stage's proxies).
 """
 
@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from stages import launch
 from stages.base import StageContext, StageSpec, Wiring
-from stages.continual_pretraining import CptParams, build_stream, train
-from stages.modeling import write_model_card
+from stages.lib import launch
+from stages.lib.continual_pretraining import CptParams, build_stream, train
+from stages.lib.modeling import write_model_card
 
 __all__ = ["SPEC", "CptParams", "build_stream", "run", "train"]
 

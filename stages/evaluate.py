@@ -24,9 +24,9 @@ from eval.tasks import (
     write_task,
 )
 from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
-from stages.jsonl import read_jsonl
-from stages.modeling import device_and_precision, runtime_choices
-from stages.user_data import TaskDirsError, lm_eval_task_names, pair_text
+from stages.lib.jsonl import read_jsonl
+from stages.lib.modeling import device_and_precision, runtime_choices
+from stages.lib.user_data import TaskDirsError, lm_eval_task_names, pair_text
 
 
 class EvalParams(Params):
@@ -333,7 +333,7 @@ def training_overlap(corpus: Path, texts: dict[str, list[str]], n: int = 13) -> 
     n-grams are matched with this project's ``OverlapShare``. Items under ``n`` words cannot be checked
     this way (lm-eval skips them too) and are counted as ``short``.
     """
-    from stages import decontam
+    from stages.lib import decontam
 
     if not texts:
         return {}
@@ -363,7 +363,7 @@ def training_overlap(corpus: Path, texts: dict[str, list[str]], n: int = 13) -> 
 
 def fingerprint(params: EvalParams) -> dict[str, Any]:
     """The user's lm-eval task folders by content, so an edited task YAML reruns every eval."""
-    from stages.fingerprint import fingerprint_tree
+    from stages.lib.fingerprint import fingerprint_tree
 
     prints: dict[str, Any] = {f"task_dir:{folder}": fingerprint_tree(Path(folder)) for folder in params.task_dirs}
     if params.benchmarks or params.task_dirs:  # only their results gained the training-overlap count

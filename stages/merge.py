@@ -19,18 +19,23 @@ import yaml
 from pydantic import Field
 
 from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
-from stages.modeling import write_model_card
+from stages.lib.modeling import write_model_card
+
+TASK_VECTOR_METHODS = ("ties", "dare_ties", "task_arithmetic")
+"""mergekit methods that add task vectors (model - base) to the base."""
 
 
 class MergeParams(Params):
-    method: Literal["ties", "slerp", "linear"] = "ties"
-    """ties: sign-consensus of trimmed task vectors; slerp: spherical blend of two; linear: weighted mean."""
+    method: Literal["ties", "dare_ties", "task_arithmetic", "slerp", "linear"] = "ties"
+    """ties: sign-consensus of trimmed task vectors; dare_ties: the same with random drop and rescale (DARE);
+    task_arithmetic: base + the sum of whole task vectors, with a cpt model of the base and an instruct model the
+    chat vector (cpt + instruct - base); slerp: spherical blend of two; linear: weighted mean."""
     domain_weight: float = Field(1.0, gt=0)
-    """ties/linear: weight of the domain model."""
+    """ties, dare_ties, task_arithmetic, linear: weight of each domain model."""
     instruct_weight: float = Field(1.0, gt=0)
-    """ties/linear: weight of the instruct model."""
+    """ties, dare_ties, task_arithmetic, linear: weight of the instruct model."""
     density: float = Field(0.5, gt=0, le=1)
-    """ties: share of each task vector's largest entries kept."""
+    """ties: share of each task vector's largest entries kept; dare_ties: share of random entries kept."""
     t: float = Field(0.5, ge=0, le=1)
     """slerp: 0 is the instruct model, 1 the domain model."""
     trust_remote_code: bool = False
@@ -44,20 +49,20 @@ def merge_config(domain: str | list[str], instruct: str, base: str, params: Merg
     if params.method == "slerp" and len(domains) > 1:
         raise StageError(f"merge.method: slerp blends two models, got {len(domains)} domain models; use ties or linear")
     domain = domains[0]
-    if params.method == "ties":
-        models = [
-            {"model": path, "parameters": {"weight": params.domain_weight, "density": params.density}}
-            for path in domains
-        ]
+    if params.method in TASK_VECTOR_METHODS:
+        sparse = params.method != "task_arithmetic"  # task arithmetic adds whole task vectors: the chat vector
+
+        def entry(path: str, weight: float) -> dict[str, Any]:
+            return {"model": path, "parameters": {"weight": weight, **({"density": params.density} if sparse else {})}}
+
+        models = [entry(path, params.domain_weight) for path in domains]
         if not same:
-            models.append(
-                {"model": instruct, "parameters": {"weight": params.instruct_weight, "density": params.density}}
-            )
+            models.append(entry(instruct, params.instruct_weight))
         return {
-            "merge_method": "ties",
+            "merge_method": params.method,
             "base_model": base,
             "models": models,
-            "parameters": {"normalize": True},
+            "parameters": {"normalize": sparse},
             "dtype": "float32",
         }
     if params.method == "slerp":
@@ -102,7 +107,8 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: MergeParams) -> dict[
     write_model_card(
         out,
         f"{params.method.upper()} merge by mergekit of the domain model(s) {', '.join(f'`{d}`' for d in domains)} "
-        f"with the instruct model `{inputs['instruct']}` over the base `{inputs['base']}` (config in ../mergekit.yaml).",
+        f"with the instruct model `{inputs['instruct']}` over the base `{inputs['base']}` "
+        "(config in ../mergekit.yaml).",
         {"mergekit_config": config},
     )
     return {"outputs": {"model": out}, "metrics": {"method": params.method, "models": len(config["models"])}}

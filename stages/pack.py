@@ -22,9 +22,9 @@ from typing import Any
 from pydantic import Field
 
 from stages.base import Params, StageContext, StageError, StageSpec, Wiring
-from stages.corpus_engine import PROBE_FIELD, local_executor
-from stages.modeling import load_tokenizer
-from stages.packed_blocks import ROWS_PER_CHUNK, target_count
+from stages.lib.corpus_engine import PROBE_FIELD, local_executor
+from stages.lib.modeling import load_tokenizer
+from stages.lib.packed_blocks import ROWS_PER_CHUNK, target_count
 
 PACKED = (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation"))
 

@@ -23,9 +23,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from eval import laws
-from stages import continual_pretraining as cpt_stage
 from stages.base import Params, StageContext, StageError, StageSpec, Wiring
-from stages.continual_pretraining import CptParams
+from stages.lib import continual_pretraining as cpt_stage
+from stages.lib.continual_pretraining import CptParams
 
 
 class PlanParams(Params):

@@ -14,7 +14,7 @@ from typing import Any
 
 from eval import laws, report
 from stages.base import Params, StageContext, StageSpec, Wiring
-from stages.jsonl import read_jsonl
+from stages.lib.jsonl import read_jsonl
 
 
 class ReportParams(Params):

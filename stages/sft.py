@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from stages import launch
 from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
-from stages.jsonl import read_jsonl
-from stages.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
-from stages.training import (
+from stages.lib import launch
+from stages.lib.jsonl import read_jsonl
+from stages.lib.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
+from stages.lib.training import (
     checkpoint_callback,
     common_arguments,
     curve_callback,

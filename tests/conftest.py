@@ -76,7 +76,7 @@ def readme_sections() -> list[tuple[str, str, str]]:
 
 
 def licence_texts(limit: int = 40) -> list[str]:
-    from stages.sources import _licensedcode_dir
+    from stages.lib.sources import _licensedcode_dir
 
     return [
         p.read_text(encoding="utf-8").split("---", 2)[-1] for p in sorted(_licensedcode_dir().glob("*.LICENSE"))[:limit]

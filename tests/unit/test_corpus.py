@@ -5,9 +5,9 @@ import json
 import pytest
 
 from stages.base import StageError
-from stages.corpus_engine import assign_split
-from stages.sources import SourceSpec, read
-from stages.text_blocks import normalise
+from stages.lib.corpus_engine import assign_split
+from stages.lib.sources import SourceSpec, read
+from stages.lib.text_blocks import normalise
 
 
 def test_normalise_cleans_whitespace_controls_and_unicode():

@@ -1,6 +1,6 @@
 """Decontamination index: 13-gram hits, whole short texts, and which eval item each hit belongs to."""
 
-from stages.decontam import Index, ngrams
+from stages.lib.decontam import Index, ngrams
 
 HELD_OUT = (
     "The licensee shall not sublicense, sell or otherwise transfer the software to any third party "
@@ -37,7 +37,7 @@ def test_ngrams_of_a_short_text_is_the_text():
 
 
 def test_overlap_share_finds_near_copies_not_documents_sharing_a_clause():
-    from stages.decontam import OverlapShare
+    from stages.lib.decontam import OverlapShare
 
     clause = "the above copyright notice and this permission notice shall be included in all copies of the software"
     own = " ".join(f"word{i}" for i in range(60))

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from stages import corpus_engine
-from stages.corpus_engine import EngineSpec, MinhashSpec
-from stages.sources import SourceSpec
+from stages.lib import corpus_engine
+from stages.lib.corpus_engine import EngineSpec, MinhashSpec
+from stages.lib.sources import SourceSpec
 from tests.conftest import licence_texts
 
 

@@ -13,7 +13,7 @@ import pytest
 from stages import corpus
 from stages.base import StageContext
 from stages.corpus import CorpusParams, drop_warnings
-from stages.sources import SourceSpec
+from stages.lib.sources import SourceSpec
 from tests.conftest import readme_sections, stdlib_docstrings
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from stages.fingerprint import digest_cache_path, fingerprint_file, fingerprint_tree
+from stages.lib.fingerprint import digest_cache_path, fingerprint_file, fingerprint_tree
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +58,9 @@ def test_hub_models_and_datasets_are_keyed_by_the_commit_their_revision_points_t
     offline from the local Hugging Face cache's refs (as a download records them)."""
     from huggingface_hub import constants
 
-    from stages import model, sources
-    from stages.fingerprint import hub_commit
+    from stages import model
+    from stages.lib import sources
+    from stages.lib.fingerprint import hub_commit
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

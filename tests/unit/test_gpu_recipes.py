@@ -1,13 +1,13 @@
 """The *-gpu recipes read hub datasets through the same adapter as local folders: test it on local copies.
 
 Each hub source of each GPU recipe is replaced by a small ``save_to_disk`` folder with the fields and
-split the recipe names, then read by ``stages.sources.read`` as the corpus stage would.
+split the recipe names, then read by ``stages.lib.sources.read`` as the corpus stage would.
 """
 
 import pytest
 
 from pipeline.recipe import available_recipes, load_recipe
-from stages.sources import PAIRS_PER_DOCUMENT, read
+from stages.lib.sources import PAIRS_PER_DOCUMENT, read
 
 GPU_RECIPES = [name for name in available_recipes() if name.endswith("-gpu")]
 

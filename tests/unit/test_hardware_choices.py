@@ -5,8 +5,8 @@ import torch
 
 from stages.base import StageError
 from stages.evaluate import choose_backend
-from stages.launch import command
-from stages.modeling import attention_implementation
+from stages.lib.launch import command
+from stages.lib.modeling import attention_implementation
 from stages.sft import SftParams, _quantized_model
 
 needs_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallbacks")
@@ -23,7 +23,7 @@ def test_eval_backend_falls_back_to_hf_and_refuses_vllm_without_a_gpu():
 def test_multi_process_launch_on_cpu_is_torchrun_ddp(tmp_path):
     cmd = command("cpt", 2, "ddp", tmp_path / "args.json")
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert cmd[-4:] == ["-m", "stages.launch", "cpt", str(tmp_path / "args.json")]
+    assert cmd[-4:] == ["-m", "stages.lib.launch", "cpt", str(tmp_path / "args.json")]
     with pytest.raises(StageError, match=r"cpt\.strategy=fsdp needs GPUs"):
         command("cpt", 2, "fsdp", tmp_path / "args.json")
 

@@ -73,3 +73,9 @@ def test_the_engine_names_no_stage_so_stages_declare_their_wiring():
             if named or bound or (value.startswith("eval_") and " " not in value):
                 found.append(f"{path.name}:{node.lineno} {value!r}")
     assert found == []
+
+
+def test_stages_folder_shows_the_stages_and_their_contract_only():
+    """A newcomer sees the stages at a glance: helpers live in stages/lib/."""
+    top = {p.stem for p in (ROOT / "stages").glob("*.py")} - {"__init__", "base"}
+    assert top == STAGE_MODULES

@@ -1,4 +1,4 @@
-"""Tasks mined from raw text (``stages.mined_tasks``), on real text: ScanCode license texts, ftfy's README and
+"""Tasks mined from raw text (``stages.lib.mined_tasks``), on real text: ScanCode license texts, ftfy's README and
 excerpts of Node.js's API docs (Markdown with code blocks, HTML comments, tables and link definitions)."""
 
 import math
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import mined_tasks
-from stages.mined_tasks import mine, reading_comprehension_text
-from stages.task_builders import BUILDERS, N_CHOICES
+from stages.lib import mined_tasks
+from stages.lib.mined_tasks import mine, reading_comprehension_text
+from stages.lib.task_builders import BUILDERS, N_CHOICES
 
 LICENSES = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/licensedcode/data/licenses"
 README = Path(__file__).parent.parent / "fixtures" / "mined" / "ftfy_readme.md"

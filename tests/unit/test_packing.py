@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from stages.lib.packed_blocks import PackedBlocks
 from stages.pack import write_blocks
-from stages.packed_blocks import PackedBlocks
 
 
 def _pack(tmp_path, lengths, seq_len):
@@ -62,8 +62,8 @@ def test_probe_documents_come_first_and_cpt_always_trains_on_them(tmp_path, tiny
     from transformers import AutoTokenizer
 
     from stages.base import StageContext
-    from stages.corpus_engine import PROBE_FIELD
     from stages.cpt import CptParams, build_stream
+    from stages.lib.corpus_engine import PROBE_FIELD
     from stages.pack import PackParams, tokenize
     from stages.pack import run as pack_run
 

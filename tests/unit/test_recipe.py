@@ -137,8 +137,8 @@ def test_a_task_whose_source_lacks_its_metadata_is_refused(tmp_path):
 
 
 def test_every_builder_declares_the_meta_it_reads():
-    from stages import sources, task_builders
-    from stages.sources import SourceSpec
+    from stages.lib import sources, task_builders
+    from stages.lib.sources import SourceSpec
 
     assert set(task_builders.REQUIRED_META) == set(task_builders.BUILDERS)
     assert set(sources.PROVIDED_META) == set(SourceSpec.model_fields["type"].annotation.__args__)

@@ -1,6 +1,6 @@
 """Every task's data, built by the real corpus stage from small real fixtures, keeps eval items out of training.
 
-The check here is written independently of ``stages.decontam``: word 13-grams and exact containment
+The check here is written independently of ``stages.lib.decontam``: word 13-grams and exact containment
 of each eval item's held-out texts, against every training document and every SFT pair.
 """
 
@@ -14,8 +14,8 @@ from pipeline.recipe import load_recipe
 from stages import corpus
 from stages.base import StageContext
 from stages.corpus import CorpusParams
-from stages.jsonl import read_jsonl
-from stages.sources import SourceSpec, read
+from stages.lib.jsonl import read_jsonl
+from stages.lib.sources import SourceSpec, read
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SWORD = Path("/usr/share/sword/modules/texts/ztext")
@@ -162,7 +162,7 @@ def test_a_corpus_killed_after_its_cleanup_reruns_instead_of_finding_no_document
     point 5), not skip them all and stop with "the sources gave no documents"."""
     import shutil
 
-    from stages.corpus_engine import half_cleaned
+    from stages.lib.corpus_engine import half_cleaned
 
     interrupted = tmp_path / "corpus.partial"
     shutil.copytree(built.parent, interrupted)  # what the finished stage left: data/, work/logs, no shards

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from datatrove.data import Document
 
-from stages.adapters.parallel import read_mo
 from stages.corpus import CorpusParams
-from stages.text_blocks import FILTER_NAMES, SourceFilters, normalise
+from stages.lib.adapters.parallel import read_mo
+from stages.lib.text_blocks import FILTER_NAMES, SourceFilters, normalise
 from tests.conftest import FIXTURES, licence_texts, stdlib_docstrings
 
 LICENSES = licence_texts(40)

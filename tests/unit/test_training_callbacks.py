@@ -12,7 +12,7 @@ def _train(tiny_model: Path, out: Path, steps: int, every_steps: int | None, eve
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    from stages.training import checkpoint_callback, common_arguments, quiet_progress
+    from stages.lib.training import checkpoint_callback, common_arguments, quiet_progress
 
     rows = [{"input_ids": torch.arange(3, 19), "labels": torch.arange(3, 19)} for _ in range(steps)]
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
@@ -45,7 +45,7 @@ def test_checkpoints_by_training_time(tiny_model: Path, tmp_path: Path, minutes:
 
 
 def test_resume_skips_a_checkpoint_whose_state_was_cut_short(tmp_path: Path) -> None:
-    from stages.training import last_complete_checkpoint
+    from stages.lib.training import last_complete_checkpoint
 
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4, "log_hi'), (6, None)):
         folder = tmp_path / f"checkpoint-{step}"

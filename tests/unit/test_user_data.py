@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.recipe import RecipeError, load_recipe
-from stages import sources
-from stages.sources import SourceSpec
-from stages.user_data import UserDataError, lm_eval_task_names, read_eval_set, read_instructions
+from stages.lib import sources
+from stages.lib.sources import SourceSpec
+from stages.lib.user_data import UserDataError, lm_eval_task_names, read_eval_set, read_instructions
 from tests.conftest import licence_texts
 
 

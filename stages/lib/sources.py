@@ -17,11 +17,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stages.adapters import datamule, gcide, icd10cm, parallel
 from stages.base import StageError
-from stages.fingerprint import fingerprint_paths, hub_commit
-from stages.text_blocks import CODE_FENCE, check_filter_names
-from stages.user_data import UserDataError, check_name, jsonl_records
+from stages.lib.adapters import datamule, gcide, icd10cm, parallel
+from stages.lib.fingerprint import fingerprint_paths, hub_commit
+from stages.lib.text_blocks import CODE_FENCE, check_filter_names
+from stages.lib.user_data import UserDataError, check_name, jsonl_records
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
@@ -83,7 +83,7 @@ class SourceSpec(BaseModel):
     or above (2: ``#`` and ``##``), so a long manual gives many train/eval units instead of a few huge
     ones (0: one document per file)."""
     profile: Literal["web", "curated", "code_docs"] | None = None
-    """Filter chain by the kind of text (``stages.text_blocks.PROFILES``): web crawl, curated documents,
+    """Filter chain by the kind of text (``stages.lib.text_blocks.PROFILES``): web crawl, curated documents,
     or code documentation (None: corpus.profile)."""
     filters: list[str] | None = None
     """Filters for this source, from encoding, boilerplate, gopher_repetition, gopher_quality, language;

@@ -7,7 +7,7 @@ tasks (license names, ICD-10-CM chapter titles), which a classifier must see in 
 
 Each builder returns its task's baseline beside the data: the chance level of a k-way choice, or
 for translation the score of copying the English source, which the report prints next to the
-model's score. Builders read the metadata that source adapters (``stages.sources``) attach.
+model's score. Builders read the metadata that source adapters (``stages.lib.sources``) attach.
 """
 
 from __future__ import annotations
@@ -263,15 +263,15 @@ def translation(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
 
 
 def _mined(name: str) -> Builder:
-    """A builder of ``stages.mined_tasks``, imported on first call: that module imports this one."""
+    """A builder of ``stages.lib.mined_tasks``, imported on first call: that module imports this one."""
 
     def build(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
-        from stages import mined_tasks
+        from stages.lib import mined_tasks
 
         return getattr(mined_tasks, name)(train, held_out, seed, max_pairs, max_items)
 
     build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"``stages.mined_tasks.{name}``: a task mined from plain text of any domain."
+    build.__doc__ = f"``stages.lib.mined_tasks.{name}``: a task mined from plain text of any domain."
     return build
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.base import require
-from stages.modeling import device_and_precision
+from stages.lib.modeling import device_and_precision
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 

@@ -1,6 +1,6 @@
 """A user's own instruction pairs and eval sets: read, checked line by line, and put in our shapes.
 
-Text sources are ``stages.sources``; this module holds the two other kinds of user data a recipe
+Text sources are ``stages.lib.sources``; this module holds the two other kinds of user data a recipe
 may bring (``instructions:`` and ``evals:``). Both are JSONL in the formats people already have:
 
 - instruction pairs in either form trl's SFTTrainer takes: ``{"prompt", "completion"}`` (strings

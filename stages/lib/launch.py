@@ -1,7 +1,7 @@
 """Multi-process training: a training stage reruns itself under ``accelerate launch`` (or ``torchrun``).
 
 A stage whose params ask for more than one process calls ``relaunch``: it starts the launcher on
-``python -m stages.launch``, which rebuilds the stage's context, inputs and params in every process
+``python -m stages.lib.launch``, which rebuilds the stage's context, inputs and params in every process
 and calls the same ``run`` with ``DAPT_WORKER`` set, so Trainer finds the distributed environment
 the launcher made (DDP, FSDP or DeepSpeed from the accelerate config shipped in
 ``recipes/accelerate/``). Rank 0 writes the outputs and a result file; the parent returns that
@@ -57,7 +57,7 @@ def command(stage: str, num_processes: int, strategy: Strategy, args_file: Path)
     """The launcher command for this machine: accelerate with the strategy's config on CUDA, torchrun on CPU."""
     import torch
 
-    worker = ["-m", "stages.launch", stage, str(args_file)]
+    worker = ["-m", "stages.lib.launch", stage, str(args_file)]
     if not torch.cuda.is_available():
         if strategy != "ddp":
             raise StageError(f"{stage}.strategy={strategy} needs GPUs; on CPU only ddp (gloo) runs")

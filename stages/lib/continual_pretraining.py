@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from stages import launch
 from stages.base import Params, StageError
-from stages.modeling import load_model, load_tokenizer, runtime_choices
-from stages.packed_blocks import PackedBlocks, read_pack
-from stages.training import (
+from stages.lib import launch
+from stages.lib.modeling import load_model, load_tokenizer, runtime_choices
+from stages.lib.packed_blocks import PackedBlocks, read_pack
+from stages.lib.training import (
     checkpoint_callback,
     common_arguments,
     curve_callback,

@@ -4,9 +4,9 @@ datatrove runs each pipeline as ``tasks`` independent shards (a local process po
 array, or Ray tasks), keeps every step's counters in ``stats.json``, and its MinHash deduplication
 works from signatures on disk, so memory stays flat as the corpus grows. The passes:
 
-1. ingest (a task per source): read it through ``stages.sources``, hash-shard its documents into ``raw/``;
+1. ingest (a task per source): read it through ``stages.lib.sources``, hash-shard its documents into ``raw/``;
 2. clean (``tasks`` shards): normalise, repair encoding, strip boilerplate lines, run each source's
-   filters (``stages.text_blocks``) into ``clean/``;
+   filters (``stages.lib.text_blocks``) into ``clean/``;
 3. MinHash signatures, buckets and clusters (datatrove's four-step near-dedup), across all sources;
 4. split (``tasks`` shards): drop the duplicates (kept in ``duplicates/`` for inspection) and write
    each document to ``split/<kind>_<split>/`` by a stable hash of its id.
@@ -30,10 +30,10 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages import sources
 from stages.base import StageError
-from stages.sources import SourceSpec
-from stages.text_blocks import WORDS, SourceFilters
+from stages.lib import sources
+from stages.lib.sources import SourceSpec
+from stages.lib.text_blocks import WORDS, SourceFilters
 
 SPLITS = ("train", "validation", "eval")
 PROBE_FIELD = "knowledge_probe"
@@ -200,7 +200,7 @@ def shard_of(doc_id: str, shards: int) -> int:
 
 
 class SourceReader(PipelineStep):
-    """datatrove reader over the recipe's sources (``stages.sources`` adapters); counts adapter drops."""
+    """datatrove reader over the recipe's sources (``stages.lib.sources`` adapters); counts adapter drops."""
 
     name = "recipe sources"
     type = "📖 - READER"

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stages.task_builders import N_CHOICES, TaskData, _choice_item, _pair
+from stages.lib.task_builders import N_CHOICES, TaskData, _choice_item, _pair
 
 EXCERPT_WORDS = 120
 """Words of document shown before a reading-comprehension question."""

@@ -1,1 +1,0 @@
-"""Readers for packaged reference data (dictionary, SEC, ICD-10-CM, parallel text) used by ``stages.sources``."""
