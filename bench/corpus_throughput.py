@@ -256,7 +256,7 @@ def dedup_quality(work: Path, bases_wanted: int = 80, copies_per_rate: int = 10)
     from datatrove.pipeline.dedup import MinhashDedupSignature
 
     from stages.lib import corpus_engine, sources
-    from stages.lib.corpus_engine import EngineSpec, MinhashSpec
+    from stages.lib.corpus_engine import MinhashSpec
     from stages.lib.sources import SourceSpec
     from stages.lib.text_blocks import WORDS
 
@@ -296,9 +296,7 @@ def dedup_quality(work: Path, bases_wanted: int = 80, copies_per_rate: int = 10)
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     source = SourceSpec(name="planted", kind="domain", type="jsonl", path=str(path), min_chars=0)
     out = _fresh(work / "dedup")
-    corpus_engine.prepare(
-        [source], out, EngineSpec(), {"planted": []}, {}, {"planted": 0}, spec, (0, 0.0, 0.0), logging.getLogger("b")
-    )
+    corpus_engine.prepare(corpus_engine.Passes(sources=[source], minhash=spec), out, logging.getLogger("b"))
     kept_lines = {int(doc["id"].rsplit(":", 1)[1]) - 1 for doc in corpus_engine.split_documents(out, "domain", "train")}
     removed = set(range(len(records))) - kept_lines
     # A planted pair is caught when its copy or its base was removed; every other removal is a false positive.

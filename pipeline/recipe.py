@@ -8,7 +8,7 @@ naming the file, the dotted key, what was given and what is allowed, before any 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +132,13 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
 
     A ``plan`` section adds the mixture-planning stage before cpt (see ``stages/plan.py``)."""
     problems: list[str] = []
-    extra, extra_params = _extra_nodes(raw, problems)
+    extra, extra_params, rebound = _extra_nodes(raw, problems)
     skip, evaluate = _graph_choices(raw, extra, problems)
     branches = _sweep_branches(raw.get("sweep"), problems)
     nodes = default_graph(sections=set(raw), skip=skip, evaluate=evaluate, extra=tuple(extra))
+    for name in sorted(set(rebound) - {node.name for node in nodes}):
+        problems.append(f"nodes.{name}: not in this graph (skipped?), so its inputs cannot be rebound")
+    nodes = [replace(node, inputs={**node.inputs, **rebound.get(node.name, {})}) for node in nodes]
     # Every stage's section is known, a skipped one too: toggling skip never makes a section an error.
     sections = {node.params_section: node.stage for node in default_graph(sections=set(raw), extra=tuple(extra))}
 
@@ -204,14 +207,18 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
     return Recipe(name=name, path=path, nodes=nodes, params=params, raw=raw, executor=executor, branches=branches)
 
 
-def _extra_nodes(raw: dict[str, Any], problems: list[str]) -> tuple[list[Node], dict[str, dict[str, Any]]]:
+def _extra_nodes(
+    raw: dict[str, Any], problems: list[str]
+) -> tuple[list[Node], dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     """The recipe's own ``nodes:``, each with its stage, its input bindings and its params over its stage's
-    section (``params: {max_tokens: 8192}`` in a cpt node keeps every other key of ``cpt:``)."""
+    section (``params: {max_tokens: 8192}`` in a cpt node keeps every other key of ``cpt:``); and the inputs a
+    recipe rebinds on a node of the default chain (``sft: {inputs: {model: anneal.model}}``: sft after a second
+    cpt phase), whose params stay its section's."""
     declared = raw.get("nodes") or {}
     if not isinstance(declared, dict):
         problems.append("nodes: must map node names to {stage: ..., inputs: {...}, params: {...}}")
-        return [], {}
-    nodes, params = [], {}
+        return [], {}, {}
+    nodes, params, rebound = [], {}, {}
     taken = {node.name for node in default_graph(sections=set(raw))}
     for name, entry in declared.items():
         where = f"nodes.{name}"
@@ -221,7 +228,14 @@ def _extra_nodes(raw: dict[str, Any], problems: list[str]) -> tuple[list[Node], 
             problems.append(f"{where}: {exc}, because it names folders in the store")
             continue
         if name in taken:
-            problems.append(f"{where}: the default chain has a node of this name; name yours apart ({name}_2)")
+            inputs = entry.get("inputs") if isinstance(entry, dict) else None
+            if set(entry or {}) - {"inputs"} or not isinstance(inputs, dict) or not inputs:
+                problems.append(
+                    f"{where}: the default chain has a node of this name; give only 'inputs:' to rebind its inputs "
+                    f"(its params are the '{name}' section's), or name yours apart ({name}_2)"
+                )
+            else:
+                rebound[name] = {str(k): str(v) for k, v in inputs.items()}
             continue
         if not isinstance(entry, dict) or entry.get("stage") not in REGISTRY:
             given = entry.get("stage") if isinstance(entry, dict) else entry
@@ -238,7 +252,7 @@ def _extra_nodes(raw: dict[str, Any], problems: list[str]) -> tuple[list[Node], 
             own = {}
         nodes.append(Node(str(name), entry["stage"], {str(k): v for k, v in inputs.items()}))
         params[str(name)] = own
-    return nodes, params
+    return nodes, params, rebound
 
 
 def _validate_sections(

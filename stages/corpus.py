@@ -18,6 +18,7 @@ import heapq
 import json
 import shutil
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,30 +254,71 @@ def min_chars_by_source(params: CorpusParams) -> dict[str, int]:
 
 def prepare(params: CorpusParams, work: Path, log: Any) -> dict[str, Any]:
     """The datatrove passes (ingest, clean, MinHash, split) over the recipe's sources, into ``work``."""
-    return corpus_engine.prepare(
-        params.sources,
-        work,
-        params.engine,
-        filter_chains(params),
-        params.filter_settings,
-        min_chars_by_source(params),
-        params.minhash,
-        (params.seed, params.validation_fraction, params.eval_fraction),
-        log,
+    passes = corpus_engine.Passes(
+        sources=params.sources,
+        engine=params.engine,
+        chains=filter_chains(params),
+        settings=params.filter_settings,
+        min_chars=min_chars_by_source(params),
+        minhash=params.minhash,
+        seed=params.seed,
+        validation_fraction=params.validation_fraction,
+        eval_fraction=params.eval_fraction,
     )
+    return corpus_engine.prepare(passes, work, log)
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict[str, Any]:
+    """Sources -> cleaned, deduplicated splits -> tasks -> decontamination -> the files and their stats."""
     if not params.sources:
         raise StageError("corpus: no sources given (recipe key 'sources')")
-    work = ctx.out_dir / "work"
-    data = ctx.out_dir / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(params, work, ctx.log)
-    stats = _source_stats(params, prepared)
-    kinds = {spec.name: spec.kind for spec in params.sources}
+    work, data = ctx.out_dir / "work", ctx.out_dir / "data"
+    (data / "tasks").mkdir(parents=True, exist_ok=True)
+    stats = _source_stats(params, prepare(params, work, ctx.log))
+    built, entries, max_items = _build_tasks(params, work)
+    kept = _decontaminate(ctx, params, work, built, max_items)
+    converted, probe_counts = _write_splits(params, work, data, stats, kept)
+    sft_pairs, task_summary = _write_tasks(params, data / "tasks", built, entries, kept)
+    _write_jsonl(data / "sft_train.jsonl", sft_pairs)
+    warnings = drop_warnings(stats, params.drop_warning)
+    for line in warnings:
+        ctx.log.warning("%s", line)
+    summary = {
+        "sources": stats,
+        "tasks": task_summary,
+        "sft_pairs": len(sft_pairs),
+        "decontaminated": len(kept.removed),
+        "validation_near_copies": len(kept.near_copies),
+        "reading_comprehension_documents": converted,
+        "probe_documents": dict(probe_counts),
+        "minhash_threshold": round(params.minhash.threshold, 3),
+        "warnings": warnings,
+    }
+    if not sft_pairs:
+        raise StageError(
+            "corpus: no instruction pairs survived (every built pair came from a decontaminated document, or "
+            "every user pair shared text with an eval item); add pairs under 'instructions:' or raise max_sft_pairs"
+        )
+    (data / "stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for part in ("raw", "clean", "minhash", "split"):  # intermediate shards; logs and duplicates stay for inspection
+        shutil.rmtree(work / part, ignore_errors=True)
+    for name, entry in stats.items():
+        ctx.log.info(
+            "source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry["splits"]
+        )
+    return {"outputs": {"data": data}, "metrics": summary}
 
-    # Task data: every eval document of a task's source, and a bounded sample of its training documents.
+
+TaskEntry = tuple[str, str, str, str, str]
+"""(label, type, source, kind, origin) of a built task, in recipe order, the user's eval sets after."""
+
+
+def _build_tasks(
+    params: CorpusParams, work: Path
+) -> tuple[dict[str, task_builders.TaskData], list[TaskEntry], dict[str, int]]:
+    """Every task's candidate items and SFT pairs, from every eval document of its source and a bounded sample
+    of its training documents; the user's eval sets as they are. Returns the tasks, their entries and the
+    number of eval items each keeps."""
     task_sources = {spec.source for spec in params.tasks}
     docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     samples: dict[str, list[tuple[int, int, dict[str, Any]]]] = defaultdict(list)
@@ -295,8 +337,6 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
     for source, heap in samples.items():
         docs[(source, "train")] = [doc for _, _, doc in sorted(heap, key=lambda e: e[1])]
 
-    tasks_dir = data / "tasks"
-    tasks_dir.mkdir(exist_ok=True)
     built: dict[str, task_builders.TaskData] = {}
     max_items = {
         spec.label: params.max_eval_items if spec.max_eval_items is None else spec.max_eval_items
@@ -319,7 +359,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                 "raise eval_fraction or add documents"
             )
         built[spec.label] = task
-    del docs, samples
+    kinds = {spec.name: spec.kind for spec in params.sources}
     entries = [
         (spec.label, spec.type, spec.source, kinds[spec.source], built[spec.label].origin) for spec in params.tasks
     ]
@@ -327,10 +367,32 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         built[user_set.name] = _user_eval_task(user_set)
         max_items[user_set.name] = len(built[user_set.name].eval_items)
         entries.append((user_set.name, "user_eval", user_set.path, user_set.kind, "user"))
+    return built, entries, max_items
 
-    # Decontamination, in one streaming pass over the training documents: find which candidate items share
-    # text with which documents, keep the candidates that share the least, then drop every document that
-    # still overlaps (while the final files are written).
+
+@dataclass
+class Decontamination:
+    """What the decontamination pass decided: the training documents dropped, the validation near-copies, the
+    training documents a closed-book probe asks about, and an index of the eval items kept."""
+
+    removed: set[Any]
+    near_copies: set[Any]
+    probe_documents: set[str]
+    final_index: Any
+    reason: str
+    near_reason: str
+
+
+def _decontaminate(
+    ctx: StageContext,
+    params: CorpusParams,
+    work: Path,
+    built: dict[str, task_builders.TaskData],
+    max_items: dict[str, int],
+) -> Decontamination:
+    """One streaming pass over the training documents: find which candidate items share text with which
+    documents, keep the candidates that share the least (trimming ``built`` in place), then mark every document
+    that still overlaps for dropping, and every validation document mostly found in training text."""
     index = _item_index(built, params.decontamination_ngram)
     overlap = decontam.OverlapShare(
         (
@@ -350,42 +412,54 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
                 shared.update(found)
             overlap.add_training_text(doc["text"])
     near_copies = {doc_id for doc_id, share in overlap.shares().items() if share >= params.validation_overlap}
-    near_reason = (
-        f"validation near-copy: {params.validation_overlap:.0%}+ of its {params.decontamination_ngram}-grams "
-        "are in training text"
-    )
     chosen: set[Any] = set()
-    probe_labels = {spec.label for spec in params.tasks if spec.type in PAIRLESS_TASKS}
     for label, task in built.items():
         order = sorted(range(len(task.eval_items)), key=lambda i: (shared[(label, i)], i))[: max_items[label]]
         chosen |= {(label, i) for i in order}
         task.eval_items = [task.eval_items[i] for i in sorted(order)]
-        if label in probe_labels:  # count what was kept, not what was offered
-            task.description = mined_tasks.cloze_description(task.eval_items, task.origin == "training")
     removed = {doc_id for doc_id, found in hits.items() if found & chosen}
-    probe_documents: set[str] = set()  # training documents a closed-book probe asks about
-    probe_counts: Counter[str] = Counter()
+    probe_documents: set[str] = set()
     for task in built.values():
         if task.origin == "training":  # a probe about a document that will not be trained on tests nothing
             task.eval_items = [item for item in task.eval_items if item["source_id"] not in removed]
-            task.description = mined_tasks.cloze_description(task.eval_items, True)
             probe_documents |= {item["source_id"] for item in task.eval_items}
-    reason = f"shares a {params.decontamination_ngram}-gram with an eval item"
-    final_index = _item_index(built, params.decontamination_ngram)  # the kept items only
+    probe_labels = {spec.label for spec in params.tasks if spec.type in PAIRLESS_TASKS}
+    for label, task in built.items():
+        if label in probe_labels:  # count what was kept, not what was offered
+            task.description = mined_tasks.cloze_description(task.eval_items, task.origin == "training")
+    return Decontamination(
+        removed=removed,
+        near_copies=near_copies,
+        probe_documents=probe_documents,
+        final_index=_item_index(built, params.decontamination_ngram),  # the kept items only
+        reason=f"shares a {params.decontamination_ngram}-gram with an eval item",
+        near_reason=(
+            f"validation near-copy: {params.validation_overlap:.0%}+ of its {params.decontamination_ngram}-grams "
+            "are in training text"
+        ),
+    )
 
+
+def _write_splits(
+    params: CorpusParams, work: Path, data: Path, stats: dict[str, dict[str, Any]], kept: Decontamination
+) -> tuple[int, Counter[str]]:
+    """The final ``<kind>_<split>.jsonl`` files, less what decontamination dropped, probe documents marked and a
+    share of domain training text turned into reading comprehension; counts go into ``stats``. Returns the
+    number of documents converted and the probe documents per kind."""
     converted = 0
+    probe_counts: Counter[str] = Counter()
     for kind in ("domain", "general"):
         for split in SPLITS:
             with (data / f"{kind}_{split}.jsonl").open("w", encoding="utf-8") as fh:
                 for doc in corpus_engine.split_documents(work, kind, split):
                     entry = stats[doc["source"]]
-                    if split == "train" and doc["id"] in removed:
-                        entry["dropped"][reason] += 1
+                    if split == "train" and doc["id"] in kept.removed:
+                        entry["dropped"][kept.reason] += 1
                         continue
-                    if split == "validation" and doc["id"] in near_copies:
-                        entry["dropped"][near_reason] += 1
+                    if split == "validation" and doc["id"] in kept.near_copies:
+                        entry["dropped"][kept.near_reason] += 1
                         continue
-                    if split == "train" and doc["id"] in probe_documents:
+                    if split == "train" and doc["id"] in kept.probe_documents:
                         doc[PROBE_FIELD] = True  # kept as written: the pack stage puts it first, cpt trains on it
                         probe_counts[kind] += 1
                     elif kind == "domain" and split == "train" and _in_share(doc["id"], params.reading_comprehension):
@@ -401,20 +475,31 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         if entry["kept"] == 0:
             raise StageError(f"corpus: source '{name}' kept no documents (dropped: {dict(entry['dropped'])})")
         entry["dropped"] = dict(entry["dropped"])
+    return converted, probe_counts
 
+
+def _write_tasks(
+    params: CorpusParams,
+    tasks_dir: Path,
+    built: dict[str, task_builders.TaskData],
+    entries: list[TaskEntry],
+    kept: Decontamination,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each task's eval items, few-shot items and description into ``tasks_dir``; its SFT pairs (and the user's)
+    less those sharing text with a kept eval item. Returns the pairs and a summary per task."""
     sft_pairs: list[dict[str, Any]] = []
     task_summary = {}
     for label, task_type, source, kind, origin in entries:
         task = built[label]
-        pairs = [p for p in task.sft_pairs if p["source_id"] not in removed] if kind == "domain" else []
+        pairs = [p for p in task.sft_pairs if p["source_id"] not in kept.removed] if kind == "domain" else []
         # The pair's own text too: a prompt can quote what its source document does not (a distractor, a term).
-        clean = [p for p in pairs if not final_index.hits(user_data.pair_text(p))]
+        clean = [p for p in pairs if not kept.final_index.hits(user_data.pair_text(p))]
         sharing, pairs = len(pairs) - len(clean), clean
         sft_pairs += pairs
         if task.eval_items:
             _write_jsonl(tasks_dir / f"{label}.jsonl", task.eval_items)
         if task.fewshot_items:
-            fewshot = [i for i in task.fewshot_items if not final_index.hits(f"{i['question']} {i['answer']}")]
+            fewshot = [i for i in task.fewshot_items if not kept.final_index.hits(f"{i['question']} {i['answer']}")]
             _write_jsonl(tasks_dir / f"{label}.fewshot.jsonl", fewshot)
         info = {
             "name": label,
@@ -440,41 +525,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         }
         if sharing:
             task_summary[label]["dropped_sharing_eval_text"] = sharing
-    user_pairs = _user_pairs(params.instructions, final_index)
-    for name, (pairs, contaminated) in user_pairs.items():
+    for name, (pairs, contaminated) in _user_pairs(params.instructions, kept.final_index).items():
         sft_pairs += pairs
         task_summary[name] = {"kind": "domain", "origin": "user", "sft_pairs": len(pairs), "eval_items": 0}
         if contaminated:
             task_summary[name]["dropped_sharing_eval_text"] = contaminated
-    _write_jsonl(data / "sft_train.jsonl", sft_pairs)
-
-    warnings = drop_warnings(stats, params.drop_warning)
-    for line in warnings:
-        ctx.log.warning("%s", line)
-    summary = {
-        "sources": stats,
-        "tasks": task_summary,
-        "sft_pairs": len(sft_pairs),
-        "decontaminated": len(removed),
-        "validation_near_copies": len(near_copies),
-        "reading_comprehension_documents": converted,
-        "probe_documents": dict(probe_counts),
-        "minhash_threshold": round(params.minhash.threshold, 3),
-        "warnings": warnings,
-    }
-    if not sft_pairs:
-        raise StageError(
-            "corpus: no instruction pairs survived (every built pair came from a decontaminated document, or "
-            "every user pair shared text with an eval item); add pairs under 'instructions:' or raise max_sft_pairs"
-        )
-    (data / "stats.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    for part in ("raw", "clean", "minhash", "split"):  # intermediate shards; logs and duplicates stay for inspection
-        shutil.rmtree(work / part, ignore_errors=True)
-    for name, entry in stats.items():
-        ctx.log.info(
-            "source %s: kept %d, dropped %s, splits %s", name, entry["kept"], entry["dropped"], entry["splits"]
-        )
-    return {"outputs": {"data": data}, "metrics": summary}
+    return sft_pairs, task_summary
 
 
 def _source_stats(params: CorpusParams, prepared: dict[str, Any]) -> dict[str, dict[str, Any]]:

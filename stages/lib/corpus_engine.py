@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,17 +343,26 @@ def half_cleaned(work: Path) -> bool:
     )
 
 
-def prepare(
-    specs: list[SourceSpec],
-    work: Path,
-    engine: EngineSpec,
-    chains: dict[str, list[str]],
-    settings: dict[str, dict[str, Any]],
-    min_chars: dict[str, int],
-    minhash: MinhashSpec,
-    split_args: tuple[int, float, float],
-    log: Any,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Passes:
+    """Everything the passes need, from the corpus params: the sources, how and where to run, which filters
+    each source gets, the MinHash settings and the split."""
+
+    sources: list[SourceSpec]
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    """source -> its filter chain (``text_blocks`` filter names); a source absent gets none."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """filter -> its settings."""
+    min_chars: dict[str, int] = field(default_factory=dict)
+    """source -> the length under which a document is dropped; absent: 0."""
+    minhash: MinhashSpec = field(default_factory=MinhashSpec)
+    seed: int = 0
+    validation_fraction: float = 0.0
+    eval_fraction: float = 0.0
+
+
+def prepare(passes: Passes, work: Path, log: Any) -> dict[str, Any]:
     """Run the passes; return the counters of each and the per-source duplicate counts."""
     from datatrove.pipeline.dedup import (
         MinhashDedupBuckets,
@@ -366,8 +376,11 @@ def prepare(
     if half_cleaned(work):
         log.warning("corpus: an interrupted run left completion markers without their shards; starting the passes over")
         shutil.rmtree(work)
-    runner = Engine(engine, work, log)
-    tasks = engine.tasks
+    specs, minhash = passes.sources, passes.minhash
+    chains = {spec.name: passes.chains.get(spec.name, []) for spec in specs}
+    min_chars = {spec.name: passes.min_chars.get(spec.name, 0) for spec in specs}
+    runner = Engine(passes.engine, work, log)
+    tasks = passes.engine.tasks
 
     def reader(folder: str) -> JsonlReader:
         return JsonlReader(str(work / folder), compression=None, add_file_path=False, glob_pattern="*.jsonl")
@@ -381,7 +394,7 @@ def prepare(
     if not any((work / "raw").glob("*.jsonl")):
         raise StageError("corpus: the sources gave no documents")
     counters["clean"] = runner.run(
-        "clean", [reader("raw"), SourceFilters(chains, settings, min_chars), writer("clean")], tasks
+        "clean", [reader("raw"), SourceFilters(chains, passes.settings, min_chars), writer("clean")], tasks
     )
     config = minhash.config()
     signatures, buckets, clusters = (str(work / "minhash" / part) for part in ("signatures", "buckets", "remove"))
@@ -393,7 +406,7 @@ def prepare(
     split_pass = [
         reader("clean"),
         MinhashDedupFilter(clusters, exclusion_writer=writer("duplicates")),
-        SplitTagger(*split_args),
+        SplitTagger(passes.seed, passes.validation_fraction, passes.eval_fraction),
         writer("split", "${kind}_${split}/${rank}.jsonl"),
     ]
     counters["split"] = runner.run("split", split_pass, tasks)

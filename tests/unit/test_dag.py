@@ -196,9 +196,32 @@ def test_recipe_nodes_are_checked_naming_the_key(tmp_path):
     message = _graph_problems(tmp_path, nodes=bad, evaluate=["base", "cpt_y"])
     assert "nodes.cpt_x.parms: unknown key; a node has stage, inputs, params" in message
     assert "nodes.typo.stage: 'cptt' is not a stage" in message
-    assert "merge_x.method: Input should be 'ties', 'slerp' or 'linear'" in message
+    assert "merge_x.method: Input should be 'ties', 'dare_ties', 'task_arithmetic', 'slerp' or 'linear'" in message
     assert "evaluate.1: unknown 'cpt_y'; allowed: base, cpt, sft, merge, cpt_x, merge_x" in message
     message = _graph_problems(tmp_path, nodes={"cpt_x": {k: v for k, v in bad["cpt_x"].items() if k != "parms"}})
     assert "node 'cpt_x': input 'packed' names unknown node 'pakc'" in message
     message = _graph_problems(tmp_path, nodes={"cpt": {"stage": "cpt"}})
     assert "nodes.cpt: the default chain has a node of this name" in message
+
+
+def test_a_second_cpt_phase_feeds_sft_when_the_recipe_rebinds_its_input(tmp_path):
+    """An anneal after the bulk cpt, on another source set: its own nodes, then sft's model input rebound."""
+    anneal = {
+        "corpus_hq": {"stage": "corpus", "params": {"min_chars": 400}},
+        "pack_hq": {"stage": "pack", "inputs": {"corpus": "corpus_hq.data", "tokenizer": "model.model"}},
+        "anneal": {
+            "stage": "cpt",
+            "inputs": {"model": "cpt.model", "packed": "pack_hq.packed"},
+            "params": {"learning_rate": 3.0e-5, "max_tokens": 4096},
+        },
+        "sft": {"inputs": {"model": "anneal.model"}},
+    }
+    recipe = _graph_problems(tmp_path, nodes=anneal, evaluate=["base", "cpt", "anneal", "sft", "merge"])
+    nodes = {n.name: n for n in recipe.nodes}
+    assert nodes["sft"].inputs == {"model": "anneal.model", "corpus": "corpus.data"}
+    assert nodes["merge"].inputs["model"] == "sft.model" and nodes["eval_anneal"].inputs["model"] == "anneal.model"
+    assert recipe.params["anneal"].learning_rate == 3.0e-5 and recipe.params["cpt"].learning_rate == 1.0e-4
+    message = _graph_problems(tmp_path, nodes={"sft": {"stage": "sft", "params": {"epochs": 2}}})
+    assert "nodes.sft: the default chain has a node of this name; give only 'inputs:'" in message
+    message = _graph_problems(tmp_path, skip=["sft"], nodes={"sft": {"inputs": {"model": "cpt.model"}}})
+    assert "nodes.sft: not in this graph (skipped?)" in message

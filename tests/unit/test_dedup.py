@@ -37,17 +37,8 @@ def test_planted_near_duplicates_are_removed_within_and_across_sources(tmp_path)
         for kind in ("domain", "general")
     ]
     work = tmp_path / "work"
-    result = corpus_engine.prepare(
-        specs,
-        work,
-        EngineSpec(tasks=2),
-        {spec.name: [] for spec in specs},
-        {},
-        {spec.name: 0 for spec in specs},
-        MinhashSpec(),
-        (0, 0.0, 0.0),
-        logging.getLogger("test"),
-    )
+    passes = corpus_engine.Passes(sources=specs, engine=EngineSpec(tasks=2), minhash=MinhashSpec())
+    result = corpus_engine.prepare(passes, work, logging.getLogger("test"))
     kept = [
         doc["meta"]["name"]
         for kind in ("domain", "general")
