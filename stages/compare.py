@@ -10,6 +10,7 @@ and a table of each model's domain gain in every group, so a merged model stands
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
             continue
         evals = {"base": models["base"]} | {m: r for m, r in models.items() if m != "base"}
         comparisons = report.compare_models(evals)
-        lead.append((f"{group}: each model against base", report.verdict_table(evals, comparisons)))
+        verdict = replace(report.verdict_table(evals, comparisons), element_id=f"verdict-{group}")  # ids stay unique
+        lead.append((f"{group}: each model against base", verdict))
         sections.append((f"{group}: scores", report.main_table(evals)))
         sections.append((f"{group}: paired tests against base", report.significance_table(evals, comparisons)))
         gains[group] = branches.gain_and_forgetting(evals)

@@ -255,3 +255,66 @@ def test_report_renders_in_chromium_with_verdict_first_and_plots(tmp_path):
     pixels = imread(shot)
     colours = {tuple(p) for p in pixels[::7, ::7].reshape(-1, pixels.shape[-1]).tolist()}
     assert len(colours) > 20, "the screenshot is blank"
+
+
+def _build_comparison(root: Path, grouped: bool) -> Path:
+    """The compare stage's inputs as a sweep (branches over one base) or as domains (each group its own base)."""
+    from stages.base import StageContext
+    from stages.compare import CompareParams, run
+
+    inputs: dict[str, str] = {}
+    root.mkdir(parents=True)
+
+    def results(name: str, index: int) -> None:
+        path = root / f"{name}.json"
+        path.write_text(json.dumps(_results(index)))
+        inputs[name] = str(path)
+
+    if grouped:
+        for group in ("legal", "health"):
+            for index, model in ((0, "base"), (1, "cpt"), (3, "merged")):
+                results(f"eval_{model}@{group}", index)
+    else:
+        results("eval_base", 0)
+        for index, branch in ((1, "replay_ratio-0.1"), (3, "replay_ratio-0.5")):
+            results(f"eval_cpt@{branch}", index)
+            curves = root / f"curves-{branch}.jsonl"
+            history = [
+                {"step": s, "eval_general_loss": 2.5 + s / (50 * index), "eval_domain_loss": 3 - s / 20}
+                for s in range(5)
+            ]
+            curves.write_text("".join(json.dumps(h) + "\n" for h in history))
+            inputs[f"cpt@{branch}"] = str(curves)
+    out = root / "compare"
+    out.mkdir()
+    run(StageContext(out_dir=out, recipe="legal-sweep"), inputs, CompareParams())
+    return out
+
+
+def _table_rows(dump: str, element_id: str) -> list[list[str]]:
+    dom = _Dom()
+    dom.feed(dump.replace(f'id="{element_id}"', 'id="verdict"').replace(f"id='{element_id}'", "id='verdict'"))
+    return dom.verdict_rows
+
+
+def test_comparison_pages_render_in_chromium(tmp_path):
+    sweep = _build_comparison(tmp_path / "sweep", grouped=False)
+    page = (sweep / "report.html").read_text(encoding="utf-8")
+    probed = sweep / "probed.html"
+    probed.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dump = _chromium(tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()).stdout
+    rows = _table_rows(dump, "verdict")
+    assert [row[0] for row in rows[2:]] == ["cpt replay_ratio-0.1", "cpt replay_ratio-0.5"]
+    dom = _Dom()
+    dom.feed(dump)
+    decoded = {img["alt"]: img.get("data-natural", "0x0") for img in dom.images}
+    assert set(decoded) == {"Domain gain against general forgetting", "CPT held-out loss of every branch"}
+    assert all(int(size.split("x")[0]) > 100 for size in decoded.values()), decoded
+
+    domains = _build_comparison(tmp_path / "domains", grouped=True)
+    dump = _chromium(tmp_path / "profile", "--dump-dom", (domains / "report.html").as_uri()).stdout
+    assert dump.count('id="verdict-') + dump.count("id='verdict-") == 2  # one verdict per domain, ids unique
+    for group in ("legal", "health"):
+        rows = _table_rows(dump, f"verdict-{group}")
+        assert [row[0] for row in rows[2:]] == ["cpt", "merged"]
+    assert "Domain gain in every group" in dump and "legal domain gain (bits/byte)" in dump
