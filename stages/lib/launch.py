@@ -25,7 +25,9 @@ from stages.base import StageContext, StageError
 
 WORKER_ENV = "DAPT_WORKER"
 RESULT_FILE = ".launch_result.json"
-CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "accelerate"
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root: where ``python -m stages.lib.launch`` finds the packages."""
+CONFIGS = ROOT / "recipes" / "accelerate"
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 
 
@@ -96,7 +98,7 @@ def relaunch(stage: str, ctx: StageContext, inputs: dict[str, Any], params: Any)
     )
     cmd = command(stage, params.num_processes, params.strategy, args_file)
     ctx.log.info("launching %d processes (%s): %s", params.num_processes, params.strategy, " ".join(cmd))
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(ROOT)
     env = {
         **os.environ,
         WORKER_ENV: "1",

@@ -79,3 +79,9 @@ def test_stages_folder_shows_the_stages_and_their_contract_only():
     """A newcomer sees the stages at a glance: helpers live in stages/lib/."""
     top = {p.stem for p in (ROOT / "stages").glob("*.py")} - {"__init__", "base"}
     assert top == STAGE_MODULES
+
+
+def test_paths_helpers_compute_from_their_own_file_still_point_at_the_repository():
+    from stages.lib import launch
+
+    assert launch.ROOT == ROOT and launch.CONFIGS.is_dir() and (launch.ROOT / "stages" / "lib" / "launch.py").exists()
