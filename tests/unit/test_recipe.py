@@ -40,7 +40,7 @@ def test_every_problem_is_reported_at_once_with_key_and_allowed_values():
     assert "4 problem(s)" in message
     assert "cpt.replay_ratio: Input should be less than or equal to 1 (got 1.5)" in message
     assert "cpt.lerning_rate: unknown key; allowed keys in 'cpt':" in message and "learning_rate" in message
-    assert "merge.method: Input should be 'ties', 'slerp' or 'linear'" in message
+    assert "merge.method: Input should be 'ties', 'dare_ties', 'task_arithmetic', 'slerp' or 'linear'" in message
     assert "colour: unknown key; allowed top-level keys:" in message
 
 
