@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from eval import branches, report
+from eval import branches, report, significance
 from stages.base import Params, StageContext, StageSpec, Wiring
 from stages.lib.jsonl import read_jsonl
 
@@ -94,16 +94,43 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
         sections.append((f"{group}: paired tests against base", report.significance_table(evals, comparisons)))
         gains[group] = branches.gain_and_forgetting(evals)
     models = list(dict.fromkeys(m for points in gains.values() for m in points))
+    best = {group: max(points, key=lambda m: points[m][0]) for group, points in gains.items() if points}
     header = ["model", *(f"{group} domain gain (bits/byte)" for group in gains)]
-    rows = [
-        [model, *(f"{gains[g][model][0]:+.4f}" if model in gains[g] else "not evaluated" for g in gains)]
-        for model in models
-    ]
+    rows = [[model, *(_gain_cell(groups[g], gains[g], best.get(g), model) for g in gains)] for model in models]
     heading = "Domain gain in every group (base's bits/byte minus the model's, higher is better)"
+    note = (
+        "Beside each gain, the paired test (same held-out documents, paired bootstrap) of the model's domain "
+        f"bits-per-byte against the group's best model: {significance.WORSE} worse, {significance.BETTER} better "
+        f"(p < 0.05), {significance.WITHIN_NOISE} within noise."
+    )
     lead.insert(0, (heading, (header, rows)))
+    lead.insert(1, ("How to read it", note))
     domain_gain = {group: {model: point[0] for model, point in points.items()} for group, points in gains.items()}
-    metrics = {"groups": list(gains), "domain_gain": domain_gain}
+    metrics = {"groups": list(gains), "domain_gain": domain_gain, "best": best}
+    metrics["against_best"] = {
+        group: {
+            model: significance.compare(models_[best[group]]["tasks"]["bpb_domain"], r["tasks"]["bpb_domain"]).p
+            for model, r in models_.items()
+            if model not in ("base", best[group]) and model in gains[group]
+        }
+        for group, models_ in groups.items()
+        if group in best
+    }
     return lead, sections, [], metrics
+
+
+def _gain_cell(
+    models: dict[str, dict[str, Any]], gains: dict[str, tuple[float, float]], best: str | None, model: str
+) -> str:
+    """A model's domain gain in one group, and how its domain bits-per-byte compares with the group's best."""
+    if model not in gains:
+        return "not evaluated"
+    cell = f"{gains[model][0]:+.4f}"
+    if best is None or model == best:
+        return cell + " (best)"
+    test = significance.compare(models[best]["tasks"]["bpb_domain"], models[model]["tasks"]["bpb_domain"])
+    p = "p<0.001" if test.p < 0.001 else f"p={test.p:.3f}"
+    return f"{cell}; {test.difference:+.4f} against {best} (SE {test.se:.4f}, {p}) {test.mark}"
 
 
 def _images(*candidates: tuple[str, str, bytes | None]) -> list[tuple[str, str, bytes]]:
@@ -112,7 +139,7 @@ def _images(*candidates: tuple[str, str, bytes | None]) -> list[tuple[str, str, 
 
 SPEC = StageSpec(
     name="compare",
-    version=2,
+    version=3,
     params=CompareParams,
     inputs=(),
     input_prefixes=("eval_", "cpt@"),

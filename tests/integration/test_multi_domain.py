@@ -74,8 +74,12 @@ def test_the_comparison_shows_every_model_on_both_domains(two_domains):
     assert set(gains) == {"licenses", "fr"}
     for group in gains.values():
         assert set(group) == {"cpt", "cpt_fr", "merged"} and all(isinstance(v, float) for v in group.values())
-    # each specialist gains most on its own domain's held-out text
+    # each specialist gains most on its own domain's held-out text, and the others are tested against it
     assert gains["licenses"]["cpt"] > gains["licenses"]["cpt_fr"] and gains["fr"]["cpt_fr"] > gains["fr"]["cpt"]
+    against = store.manifest("compare", keys["domains"])["metrics"]["against_best"]
+    assert set(against["licenses"]) == {"cpt_fr", "merged"} and set(against["fr"]) == {"cpt", "merged"}
+    assert all(0 <= p <= 1 for group in against.values() for p in group.values())
+    assert "against cpt (SE " in page and "(best)" in page
 
 
 def test_the_default_report_has_the_extra_models_and_a_rerun_reuses_everything(two_domains):
