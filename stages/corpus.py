@@ -294,7 +294,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CorpusParams) -> dict
         "minhash_threshold": round(params.minhash.threshold, 3),
         "warnings": warnings,
     }
-    if not sft_pairs:
+    if not sft_pairs and params.missing_sft_pairs() is None:  # pairs were asked for (tasks or the user's)
         raise StageError(
             "corpus: no instruction pairs survived (every built pair came from a decontaminated document, or "
             "every user pair shared text with an eval item); add pairs under 'instructions:' or raise max_sft_pairs"
