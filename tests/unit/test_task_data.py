@@ -189,3 +189,21 @@ def test_no_kept_validation_document_is_a_near_copy_of_training_text(built):
     stats = json.loads((built / "stats.json").read_text())
     counted = sum(n for e in stats["sources"].values() for r, n in e["dropped"].items() if "near-copy" in r)
     assert counted == stats["validation_near_copies"]
+
+
+def test_a_corpus_of_probes_alone_builds_no_pairs_and_is_not_an_error(tmp_path, general_jsonl):
+    """A recipe that skips sft (pre-training from scratch, then probes) asks for no pairs: the stage writes an
+    empty sft_train.jsonl instead of stopping with "no instruction pairs survived"."""
+    params = CorpusParams(
+        sources=[
+            {"name": "licenses", "kind": "domain", "type": "licensedcode", "max_documents": 80, "min_chars": 40},
+            {"name": "docs", "kind": "general", "type": "jsonl", "path": str(general_jsonl), "min_chars": 40},
+        ],
+        tasks=[{"type": "cloze", "source": "licenses", "max_eval_items": 10}],
+        validation_fraction=0.1,
+        eval_fraction=0.2,
+    )
+    assert params.missing_sft_pairs() is not None  # the recipe refuses it only when sft runs
+    result = corpus.run(StageContext(out_dir=tmp_path), {}, params)
+    assert result["metrics"]["sft_pairs"] == 0 and (tmp_path / "data" / "sft_train.jsonl").read_text() == ""
+    assert result["metrics"]["tasks"]["cloze"]["eval_items"] > 0
