@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from stages.base import MODEL, Params, StageContext, StageError, StageSpec, Wiring, require
+from stages.base import MODEL, StageContext, StageError, StageSpec, Wiring, require
 from stages.lib import launch
 from stages.lib.jsonl import read_jsonl
 from stages.lib.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
 from stages.lib.training import (
+    TrainingRunParams,
     checkpoint_callback,
     common_arguments,
     curve_callback,
@@ -29,7 +30,7 @@ from stages.lib.training import (
 )
 
 
-class SftParams(Params):
+class SftParams(TrainingRunParams):
     method: Literal["full", "lora", "qlora"] = "full"
     """Full fine-tuning for small models; LoRA when the model is large or memory is short; QLoRA (LoRA on a
     4-bit base, bitsandbytes, CUDA only) when even the bf16 weights do not fit."""
@@ -49,26 +50,9 @@ class SftParams(Params):
     """Pairs per forward pass."""
     max_length: int = Field(256, ge=16)
     """Tokens per pair after the chat template; longer pairs are truncated."""
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    num_processes: int = Field(1, ge=1)
-    """Training processes (GPUs); above 1 the stage reruns itself under accelerate launch (torchrun on CPU)."""
-    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
-    """With num_processes > 1: the accelerate config in recipes/accelerate/ to use."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: about a third more compute for far less memory."""
     padding_free: bool = True
     """Each micro-batch's pairs run as one flattened sequence (trl's padding-free collator), kept apart by their
     position ids: no compute on padding, the same loss as the padded batch."""
-    save_every: int | None = Field(None, ge=1)
-    """Steps between resumable checkpoints; None: one every ``save_minutes`` of training."""
-    save_minutes: float = Field(10.0, gt=0)
-    """Training minutes between checkpoints when save_every is None: each costs seconds, a crash loses at most this."""
-    seed: int = 0
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    """Trackers that also receive the training metrics."""
-    trust_remote_code: bool = False
-
-    COSMETIC = frozenset({"report_to"})
 
     @model_validator(mode="after")
     def _trainable(self) -> SftParams:

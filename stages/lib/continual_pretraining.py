@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from stages.base import Params, StageError
+from stages.base import StageError
 from stages.lib import launch
 from stages.lib.modeling import load_model, load_tokenizer, runtime_choices
 from stages.lib.packed_blocks import PackedBlocks, read_pack
 from stages.lib.training import (
+    TrainingRunParams,
     checkpoint_callback,
     common_arguments,
     curve_callback,
@@ -35,7 +36,7 @@ from stages.lib.training import (
 DEFAULT_REPLAY_RATIO = 0.25  # a quarter general tokens: the low end of what CPT studies found to curb forgetting
 
 
-class CptParams(Params):
+class CptParams(TrainingRunParams):
     replay_ratio: float | None = Field(None, ge=0.0, le=1.0)
     """Share of general tokens in the stream; more replay, less forgetting, slower gain. None: the
     plan stage's choice, or DEFAULT_REPLAY_RATIO when the recipe has no plan."""
@@ -51,34 +52,15 @@ class CptParams(Params):
     """Peak learning rate; CPT uses less than pre-training to limit forgetting."""
     schedule: Literal["cosine", "warmup_stable_decay", "constant"] = "cosine"
     """Learning-rate shape after warmup (plan proxies use constant, so every eval point is a fair budget)."""
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    """Share of steps spent warming up."""
     decay_fraction: float = Field(0.2, gt=0, le=1)
     """warmup_stable_decay only: share of steps spent decaying."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     """Final learning rate as a share of the peak."""
     weight_decay: float = Field(0.01, ge=0)
-    num_processes: int = Field(1, ge=1)
-    """Training processes (GPUs); above 1 the stage reruns itself under accelerate launch (torchrun on CPU)."""
-    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
-    """With num_processes > 1: the accelerate config in recipes/accelerate/ (ddp replicates, fsdp and
-    deepspeed ZeRO-3 shard the model for ones that do not fit one GPU)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: about a third more compute for far less memory (large models)."""
     eval_every: int = Field(4, ge=1)
     """Steps between validation-loss points of the logged curves."""
     eval_tokens: int = Field(2048, ge=8)
     """Held-out tokens per validation set at each point (each costs a forward pass)."""
-    save_every: int | None = Field(None, ge=1)
-    """Steps between resumable checkpoints; None: one every ``save_minutes`` of training."""
-    save_minutes: float = Field(10.0, gt=0)
-    """Training minutes between checkpoints when save_every is None: each costs seconds, a crash loses at most this."""
-    seed: int = 0
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    """Trackers that also receive the training metrics (they are always kept in the stage output)."""
-    trust_remote_code: bool = False
-
-    COSMETIC = frozenset({"report_to"})
 
     @model_validator(mode="after")
     def _trainable(self) -> CptParams:

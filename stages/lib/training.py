@@ -18,12 +18,39 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from stages.base import require
+from pydantic import Field
+
+from stages.base import Params, require
 from stages.lib.modeling import device_and_precision
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class TrainingRunParams(Params):
+    """The params of how a training stage runs, the same for cpt and sft: warmup, processes, checkpoints, seed,
+    trackers. Each stage adds what it trains and at which rates."""
+
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of steps spent warming up."""
+    num_processes: int = Field(1, ge=1)
+    """Training processes (GPUs); above 1 the stage reruns itself under accelerate launch (torchrun on CPU)."""
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    """With num_processes > 1: the accelerate config in recipes/accelerate/ (ddp replicates, fsdp and
+    deepspeed ZeRO-3 shard the model for ones that do not fit one GPU)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: about a third more compute for far less memory (large models)."""
+    save_every: int | None = Field(None, ge=1)
+    """Steps between resumable checkpoints; None: one every ``save_minutes`` of training."""
+    save_minutes: float = Field(10.0, gt=0)
+    """Training minutes between checkpoints when save_every is None: each costs seconds, a crash loses at most this."""
+    seed: int = 0
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    """Trackers that also receive the training metrics (they are always kept in the stage output)."""
+    trust_remote_code: bool = False
+
+    COSMETIC = frozenset({"report_to"})
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
