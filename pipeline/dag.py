@@ -46,9 +46,15 @@ def skippable_stages() -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if spec.wiring and spec.wiring.skippable)
 
 
+def model_output(stage: str) -> str:
+    """The output of ``stage`` that holds a model, as its wiring declares; "" when it makes none."""
+    wiring = REGISTRY[stage].wiring
+    return wiring.model if wiring else ""
+
+
 def default_models() -> tuple[str, ...]:
     """The models of the default chain, in order, under the labels they are evaluated as (base first)."""
-    return tuple(spec.wiring.label or name for name, spec in REGISTRY.items() if spec.wiring and spec.wiring.model)
+    return tuple(REGISTRY[name].wiring.label or name for name in REGISTRY if model_output(name))
 
 
 def default_graph(
@@ -64,9 +70,9 @@ def default_graph(
     in ``evaluate`` (default: every model of the chain; an extra node whose stage makes a model may be named
     there too); a binding to a node the graph lacks is dropped, so an optional input simply stays unbound."""
     extra_models = {
-        node.name: f"{node.name}.{REGISTRY[node.stage].wiring.model}"
+        node.name: f"{node.name}.{model_output(node.stage)}"
         for node in extra
-        if node.stage in REGISTRY and REGISTRY[node.stage].wiring and REGISTRY[node.stage].wiring.model
+        if node.stage in REGISTRY and model_output(node.stage)
     }
     nodes: list[Node] = []
     models: dict[str, str] = {}  # evaluation label -> binding of the model

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pipeline.dag import Node, default_graph, default_models, skippable_stages, sweep_graph, validate
+from pipeline.dag import Node, default_graph, default_models, model_output, skippable_stages, sweep_graph, validate
 from pipeline.executor import ExecutorSpec
 from stages import REGISTRY
-from stages.base import Params, Wiring
+from stages.base import Params
 from stages.lib import recipe_rules
 from stages.lib.user_data import check_name
 
@@ -38,7 +38,7 @@ _GLOBAL_KEYS = {
     "evaluate": f"models to evaluate (default all): base and any of {', '.join(default_models()[1:])} or a node's",
     "nodes": "your own nodes: {name: {stage: cpt, inputs: {model: model.model, packed: pack_2.packed}, params: {}}}",
 }
-SWEEPABLE = tuple(n for n, spec in REGISTRY.items() if spec.wiring and spec.wiring.model and not spec.wiring.label)
+SWEEPABLE = tuple(name for name in REGISTRY if model_output(name) and not REGISTRY[name].wiring.label)
 """Sections a sweep may vary: the stages that train a model. The model, corpus and pack (and the plan's proxies)
 are shared by every branch, and eval's params set base's eval too, which every branch must share to be compared
 against it."""
@@ -132,15 +132,15 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
 
     A ``plan`` section adds the mixture-planning stage before cpt (see ``stages/plan.py``)."""
     problems: list[str] = []
-    extra, extra_params, rebound = _extra_nodes(raw, problems)
+    chain = default_graph(sections=set(raw))  # nothing skipped: every stage's section is known, a skipped one too
+    extra, extra_params, rebound = _extra_nodes(raw, {node.name for node in chain}, problems)
     skip, evaluate = _graph_choices(raw, extra, problems)
     branches = _sweep_branches(raw.get("sweep"), problems)
     nodes = default_graph(sections=set(raw), skip=skip, evaluate=evaluate, extra=tuple(extra))
     for name in sorted(set(rebound) - {node.name for node in nodes}):
         problems.append(f"nodes.{name}: not in this graph (skipped?), so its inputs cannot be rebound")
     nodes = [replace(node, inputs={**node.inputs, **rebound.get(node.name, {})}) for node in nodes]
-    # Every stage's section is known, a skipped one too: toggling skip never makes a section an error.
-    sections = {node.params_section: node.stage for node in default_graph(sections=set(raw), extra=tuple(extra))}
+    sections = {node.params_section: node.stage for node in [*chain, *extra]}
 
     for key in raw:
         if (key not in _GLOBAL_KEYS and key not in sections) or key in extra_params:
@@ -208,18 +208,17 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
 
 
 def _extra_nodes(
-    raw: dict[str, Any], problems: list[str]
+    raw: dict[str, Any], taken: set[str], problems: list[str]
 ) -> tuple[list[Node], dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     """The recipe's own ``nodes:``, each with its stage, its input bindings and its params over its stage's
     section (``params: {max_tokens: 8192}`` in a cpt node keeps every other key of ``cpt:``); and the inputs a
     recipe rebinds on a node of the default chain (``sft: {inputs: {model: anneal.model}}``: sft after a second
-    cpt phase), whose params stay its section's."""
+    cpt phase), whose params stay its section's. ``taken`` holds the default chain's node names."""
     declared = raw.get("nodes") or {}
     if not isinstance(declared, dict):
         problems.append("nodes: must map node names to {stage: ..., inputs: {...}, params: {...}}")
         return [], {}, {}
     nodes, params, rebound = [], {}, {}
-    taken = {node.name for node in default_graph(sections=set(raw))}
     for name, entry in declared.items():
         where = f"nodes.{name}"
         try:
@@ -277,7 +276,7 @@ def _graph_choices(
 ) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The recipe's ``skip`` and ``evaluate`` lists, checked: unknown names are problems, not surprises."""
     skippable, models = skippable_stages(), default_models()
-    made = [node.name for node in extra if (REGISTRY[node.stage].wiring or Wiring()).model]
+    made = [node.name for node in extra if model_output(node.stage)]
     skip = raw.get("skip") or []
     evaluate = raw.get("evaluate")
     for key, value, allowed in (("skip", skip, skippable), ("evaluate", evaluate or [], (*models, *made))):

@@ -95,8 +95,18 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
         gains[group] = branches.gain_and_forgetting(evals)
     models = list(dict.fromkeys(m for points in gains.values() for m in points))
     best = {group: max(points, key=lambda m: points[m][0]) for group, points in gains.items() if points}
+    against = {  # each model's domain bits-per-byte paired-tested against its group's best, once
+        group: {
+            model: significance.compare(
+                groups[group][winner]["tasks"]["bpb_domain"], groups[group][model]["tasks"]["bpb_domain"]
+            )
+            for model in gains[group]
+            if model != winner
+        }
+        for group, winner in best.items()
+    }
     header = ["model", *(f"{group} domain gain (bits/byte)" for group in gains)]
-    rows = [[model, *(_gain_cell(groups[g], gains[g], best.get(g), model) for g in gains)] for model in models]
+    rows = [[model, *(_gain_cell(gains[g], best.get(g), against.get(g, {}), model) for g in gains)] for model in models]
     heading = "Domain gain in every group (base's bits/byte minus the model's, higher is better)"
     note = (
         "Beside each gain, the paired test (same held-out documents, paired bootstrap) of the model's domain "
@@ -108,19 +118,16 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
     domain_gain = {group: {model: point[0] for model, point in points.items()} for group, points in gains.items()}
     metrics = {"groups": list(gains), "domain_gain": domain_gain, "best": best}
     metrics["against_best"] = {
-        group: {
-            model: significance.compare(models_[best[group]]["tasks"]["bpb_domain"], r["tasks"]["bpb_domain"]).p
-            for model, r in models_.items()
-            if model not in ("base", best[group]) and model in gains[group]
-        }
-        for group, models_ in groups.items()
-        if group in best
+        group: {model: test.p for model, test in tests.items()} for group, tests in against.items()
     }
     return lead, sections, [], metrics
 
 
 def _gain_cell(
-    models: dict[str, dict[str, Any]], gains: dict[str, tuple[float, float]], best: str | None, model: str
+    gains: dict[str, tuple[float, float]],
+    best: str | None,
+    against: dict[str, significance.Comparison],
+    model: str,
 ) -> str:
     """A model's domain gain in one group, and how its domain bits-per-byte compares with the group's best."""
     if model not in gains:
@@ -128,7 +135,7 @@ def _gain_cell(
     cell = f"{gains[model][0]:+.4f}"
     if best is None or model == best:
         return cell + " (best)"
-    test = significance.compare(models[best]["tasks"]["bpb_domain"], models[model]["tasks"]["bpb_domain"])
+    test = against[model]
     p = "p<0.001" if test.p < 0.001 else f"p={test.p:.3f}"
     return f"{cell}; {test.difference:+.4f} against {best} (SE {test.se:.4f}, {p}) {test.mark}"
 

@@ -41,14 +41,12 @@ class MergeParams(Params):
     trust_remote_code: bool = False
 
 
-def merge_config(domain: str | list[str], instruct: str, base: str, params: MergeParams) -> dict[str, Any]:
-    """The mergekit configuration for the chosen method; ``domain`` may list several domain models (a legal and
+def merge_config(domains: list[str], instruct: str, base: str, params: MergeParams) -> dict[str, Any]:
+    """The mergekit configuration for the chosen method; ``domains`` may hold several domain models (a legal and
     a health specialist), each weighted ``domain_weight``."""
-    domains = [domain] if isinstance(domain, str) else list(domain)
     same = Path(instruct).resolve() == Path(base).resolve()
     if params.method == "slerp" and len(domains) > 1:
         raise StageError(f"merge.method: slerp blends two models, got {len(domains)} domain models; use ties or linear")
-    domain = domains[0]
     if params.method in TASK_VECTOR_METHODS:
         sparse = params.method != "task_arithmetic"  # task arithmetic adds whole task vectors: the chat vector
 
@@ -69,7 +67,7 @@ def merge_config(domain: str | list[str], instruct: str, base: str, params: Merg
         return {
             "merge_method": "slerp",
             "base_model": instruct,
-            "models": [{"model": instruct}, {"model": domain}],
+            "models": [{"model": instruct}, {"model": domains[0]}],
             "parameters": {"t": params.t},
             "dtype": "float32",
         }
