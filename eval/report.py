@@ -158,7 +158,7 @@ def compare_models(
     }
 
 
-def _signed(value: float, digits: int) -> str:
+def signed(value: float, digits: int) -> str:
     """A signed number that never prints as -0.000."""
     return f"{round(value, digits) + 0.0:+.{digits}f}"
 
@@ -170,7 +170,7 @@ def _p_text(p: float) -> str:
 _MARK_CLASS = {significance.BETTER: "up", significance.WORSE: "down", significance.WITHIN_NOISE: "same"}
 
 
-def _verdict_cell(comparison: Comparison, number: str) -> Cell:
+def verdict_cell(comparison: Comparison, number: str) -> Cell:
     """The difference with its mark; in HTML the mark is coloured and the SE, p and test sit in a tooltip."""
     if comparison.p is None:
         why = comparison.test
@@ -219,12 +219,12 @@ def verdict_table(
                 row.append("-")
                 continue
             move = c.improvement if task == "bpb_domain" else c.difference
-            share = _signed(100 * move / base[task]["value"], 1)
-            row.append(_verdict_cell(c, f"{_signed(move, 4)} ({share}%)"))
+            share = signed(100 * move / base[task]["value"], 1)
+            row.append(verdict_cell(c, f"{signed(move, 4)} ({share}%)"))
         for task in columns:
             c = by_task.get(task)
             digits = 4 if base[task]["metric"] in significance.LOWER_IS_BETTER else 3
-            row.append("-" if c is None else _verdict_cell(c, _signed(c.difference, digits)))
+            row.append("-" if c is None else verdict_cell(c, signed(c.difference, digits)))
         rows.append(row)
     note = (
         f"Each cell: the model's score minus {baseline}'s on the same items. "
@@ -494,7 +494,7 @@ def curves_png(history: list[dict[str, Any]], law_fits: dict[str, dict[str, Any]
     return figure_png(fig)
 
 
-def _model_colours(models: Sequence[str]) -> dict[str, str]:
+def model_colours(models: Sequence[str]) -> dict[str, str]:
     return {model: f"C{i}" for i, model in enumerate(models)}
 
 
@@ -510,7 +510,7 @@ def task_scores_png(evals: dict[str, dict[str, Any]]) -> bytes | None:
         return None
     plt = pyplot()
     models = list(evals)
-    colours = _model_colours(models)
+    colours = model_colours(models)
     ncols = min(2, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.7 * nrows), dpi=110, squeeze=False)

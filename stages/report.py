@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval import laws, report
+from eval import doc_translation_report, laws, report
 from stages.base import Params, StageContext, StageSpec, Wiring
 from stages.lib.jsonl import read_jsonl
 
@@ -27,6 +27,11 @@ class ReportParams(Params):
 def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict[str, Any]:
     # Every model evaluated (base first, then as the graph lists them: cpt, sft, merge, a recipe's own nodes).
     names = ["eval_base", *(name for name in inputs if name.startswith("eval_") and name != "eval_base")]
+    translated = {  # document-level translation, where the recipe has a doc_translation section
+        name.removeprefix(DOC_PREFIX): json.loads(Path(inputs[name]).read_text(encoding="utf-8"))
+        for name in sorted(inputs, key=lambda n: n != f"{DOC_PREFIX}base")
+        if name.startswith(DOC_PREFIX)
+    }
     evals = {name.removeprefix("eval_"): json.loads(Path(inputs[name]).read_text(encoding="utf-8")) for name in names}
     stats = json.loads((Path(inputs["corpus"]) / "stats.json").read_text(encoding="utf-8"))
     history = read_jsonl(Path(inputs["cpt"]))
@@ -90,6 +95,14 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
     ):
         if png is not None:
             images.append((heading, name, png))
+    for source in sorted({source for payload in translated.values() for source in payload["sources"]}):
+        sections.append(
+            (f"Document-level translation: {source}", doc_translation_report.source_table(translated, source))
+        )
+    if translated:
+        png = doc_translation_report.scores_png(translated)
+        if png is not None:
+            images.append(("Document-level translation against context window", "doc_translation.png", png))
     law_fits = {kind: laws.fit_logged_curve(history, kind) for kind in ("general", "domain")}
     law_fits = {kind: fit for kind, fit in law_fits.items() if fit}
     if law_fits:
@@ -252,13 +265,15 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
     ], image
 
 
+DOC_PREFIX = "doc_translation_"
+
 SPEC = StageSpec(
     name="report",
     version=6,
     params=ReportParams,
     inputs=("eval_base", "cpt", "cpt_run", "corpus", "packed"),
     optional_inputs=("plan", "proxies"),
-    input_prefixes=("eval_",),  # one per evaluated model: a recipe may skip, leave out or add models
+    input_prefixes=("eval_", "doc_translation_"),  # one per evaluated model: a recipe may skip, leave out or add models
     wiring=Wiring(
         inputs={
             "cpt": "cpt.curves",
@@ -268,7 +283,7 @@ SPEC = StageSpec(
             "plan": "plan.plan",
             "proxies": "plan.proxies",
         },
-        gathers={"eval": "results"},
+        gathers={"eval": "results", "doc_translation": "results"},
     ),
     page="report.md",
     run=run,
