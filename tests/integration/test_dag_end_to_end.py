@@ -22,13 +22,14 @@ from tests.conftest import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_NODES = ["model", "corpus", "pack", "cpt", "sft", "merge"] + [f"eval_{m}" for m in ("base", "cpt", "sft", "merge")]
-ALL_NODES += ["report"]
+ALL_NODES += [f"doc_translation_{m}" for m in ("base", "cpt", "sft", "merge")] + ["report"]
+DOC_TRANSLATION = {"sources": ["messages_fr"], "documents": 2, "sentences": 3, "windows": [0, 1]}
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, tiny_model, general_jsonl):
     folder = tmp_path_factory.mktemp("e2e")
-    recipe_file = tiny_recipe(folder / "tiny.yaml", tiny_model, general_jsonl)
+    recipe_file = tiny_recipe(folder / "tiny.yaml", tiny_model, general_jsonl, doc_translation=DOC_TRANSLATION)
     store = Store(folder / "runs")
     decisions = Runner(load_recipe(str(recipe_file)), store).run()
     return recipe_file, store, decisions
@@ -60,6 +61,32 @@ def test_first_run_executes_every_stage_and_writes_a_report(first_run):
     assert metrics["cpt"]["bpb_domain"] < metrics["base"]["bpb_domain"]
 
 
+def test_every_model_translates_the_same_held_out_documents_three_ways(first_run):
+    _, store, decisions = first_run
+    keys = {d.node.name: d.key for d in decisions}
+    payloads = {
+        model: json.loads(
+            (store.final_dir("doc_translation", keys[f"doc_translation_{model}"]) / "results.json").read_text()
+        )
+        for model in ("base", "cpt", "sft", "merge")
+    }
+    documents = {json.dumps(p["references"]) for p in payloads.values()}
+    assert len(documents) == 1  # the same documents and sentences for every model
+    for payload in payloads.values():
+        entry = payload["sources"]["messages_fr"]
+        assert entry["source_lang"] == "English" and entry["target_lang"] == "French"
+        assert list(entry["decoders"]) == ["k=0", "k=1", "document"]
+        sentences = sum(len(d["sentences"]) for d in payload["references"]["messages_fr"])
+        assert 2 <= sentences <= 6
+        for scores in entry["decoders"].values():
+            assert len(scores["per_item"]) == sentences == sum(len(h) for h in scores["hypotheses"])
+            assert 0 <= scores["chrf"] <= 100 and 0 <= scores["d_bleu"] <= 100
+    report = (store.final_dir("report", keys["report"]) / "report.md").read_text()
+    assert "## Document-level translation: messages_fr" in report
+    assert "| merge | k=1 |" in report and "| merge | whole document |" in report
+    assert "doc_translation.png" in report
+
+
 def test_explain_shows_what_each_model_stage_chose_at_run_time(first_run, capsys):
     """Precision and attention kernel are chosen from the hardware, not keyed: the manifest records them."""
     import re
@@ -70,7 +97,7 @@ def test_explain_shows_what_each_model_stage_chose_at_run_time(first_run, capsys
     assert cli.main(["explain", str(recipe_file), "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     made = re.findall(r"made with device cpu, precision (?:fp32|bf16), attention sdpa", out)
-    assert len(made) == 6  # cpt, sft and the four evals
+    assert len(made) == 10  # cpt, sft, the four evals and the four document translations
     assert "backend hf" in out
 
 
@@ -109,14 +136,14 @@ def test_changed_param_reruns_only_that_stage_and_downstream(first_run):
     assert "input 'model' changed (from sft)" in merge.reasons
     decisions = runner.run()
     ran = {name for name, action in _actions(decisions).items() if action == "run"}
-    assert ran == {"sft", "merge", "eval_sft", "eval_merge", "report"}
+    assert ran == {"sft", "merge", "eval_sft", "eval_merge", "doc_translation_sft", "doc_translation_merge", "report"}
 
 
 def test_forced_stage_reruns_with_downstream(first_run):
     recipe_file, store, _ = first_run
     planned = Runner(load_recipe(str(recipe_file)), store).plan(force=["merge"])
     ran = {d.node.name for d in planned if d.action == "run"}
-    assert ran == {"merge", "eval_merge", "report"}
+    assert ran == {"merge", "eval_merge", "doc_translation_merge", "report"}
 
 
 def test_killed_training_stage_resumes(tmp_path, tiny_model, general_jsonl):
