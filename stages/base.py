@@ -13,10 +13,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 
-class Params(BaseModel):
+class KeyedWhenSet(BaseModel):
+    """A model whose options added after results were stored enter its dump, so the cache key, only when set.
+
+    Such an option defaults to None, meaning the behaviour from before it existed; leaving it out of the dump
+    then keeps every stored key valid, so adding an option reruns nothing (``tests/unit/test_keys.py``)."""
+
+    KEYED_WHEN_SET: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_options(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.KEYED_WHEN_SET:
+                if data.get(name, 0) is None:
+                    del data[name]
+        return data
+
+
+class Params(KeyedWhenSet):
     """Base of every stage's params: unknown keys are refused, so a typo fails before anything runs."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)

@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from eval import branches, report, significance
-from stages.base import Params, StageContext, StageSpec, Wiring
+from stages.base import Params, StageContext, StageError, StageSpec, Wiring
 from stages.lib.jsonl import read_jsonl
 
 
 class CompareParams(Params):
     title: str | None = None
     """Page title; default: 'Sweep: <recipe>', or 'Domains: <recipe>' when each group has its own base."""
+    references: dict[str, str] | None = None
+    """group -> the name of the model its ``eval_base@<group>`` holds, when that is not the base model (an arm
+    compared against the arm before it): tables and headings say "against <name>" (None: base everywhere)."""
+
+    KEYED_WHEN_SET = frozenset({"references"})
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dict[str, Any]:
@@ -37,9 +42,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
             groups.setdefault(group, {})[stem.removeprefix("eval_")] = results
         elif group:
             curves[group] = read_jsonl(Path(path))
+    unknown = sorted(set(params.references or {}) - set(groups))
+    if unknown:
+        raise StageError(f"compare.references: {unknown} name no group of this node's inputs; groups: {sorted(groups)}")
     if any("base" in models for models in groups.values()):
         title = params.title or f"Domains: {ctx.recipe or 'recipe'}"
-        lead, sections, images, metrics = _per_group(groups)
+        lead, sections, images, metrics = _per_group(groups, params.references or {})
     else:
         title = params.title or f"Sweep: {ctx.recipe or 'recipe'}"
         evals = {"base": shared_base} if shared_base is not None else {}
@@ -78,21 +86,25 @@ def _branches(evals: dict[str, dict[str, Any]], curves: dict[str, list[dict[str,
     return lead, sections, images, metrics
 
 
-def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
-    """Each group (domain) against its own base, then every model's domain gain in every group side by side."""
+def _per_group(groups: dict[str, dict[str, dict[str, Any]]], references: dict[str, str]) -> tuple:
+    """Each group (domain) against its own base, then every model's domain gain in every group side by side.
+
+    ``references`` names a group's base where it is another model (an arm against the arm before it)."""
     lead: list[tuple[str, Any]] = []
     sections: list[tuple[str, Any]] = []
     gains: dict[str, dict[str, tuple[float, float]]] = {}
     for group, models in groups.items():
         if "base" not in models:
             continue
-        evals = {"base": models["base"]} | {m: r for m, r in models.items() if m != "base"}
-        comparisons = report.compare_models(evals)
-        verdict = replace(report.verdict_table(evals, comparisons), element_id=f"verdict-{group}")  # ids stay unique
-        lead.append((f"{group}: each model against base", verdict))
+        label = references.get(group, "base")
+        evals = {label: models["base"]} | {m: r for m, r in models.items() if m != "base"}
+        comparisons = report.compare_models(evals, baseline=label)
+        verdict = report.verdict_table(evals, comparisons, baseline=label)
+        lead.append((f"{group}: each model against {label}", replace(verdict, element_id=f"verdict-{group}")))
         sections.append((f"{group}: scores", report.main_table(evals)))
-        sections.append((f"{group}: paired tests against base", report.significance_table(evals, comparisons)))
-        gains[group] = branches.gain_and_forgetting(evals)
+        tests = report.significance_table(evals, comparisons, baseline=label)
+        sections.append((f"{group}: paired tests against {label}", tests))
+        gains[group] = branches.gain_and_forgetting(evals, baseline=label)
     models = list(dict.fromkeys(m for points in gains.values() for m in points))
     best = {group: max(points, key=lambda m: points[m][0]) for group, points in gains.items() if points}
     against = {  # each model's domain bits-per-byte paired-tested against its group's best, once
@@ -107,7 +119,7 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]]) -> tuple:
     }
     header = ["model", *(f"{group} domain gain (bits/byte)" for group in gains)]
     rows = [[model, *(_gain_cell(gains[g], best.get(g), against.get(g, {}), model) for g in gains)] for model in models]
-    heading = "Domain gain in every group (base's bits/byte minus the model's, higher is better)"
+    heading = "Domain gain in every group (its base's bits/byte minus the model's, higher is better)"
     note = (
         "Beside each gain, the paired test (same held-out documents, paired bootstrap) of the model's domain "
         f"bits-per-byte against the group's best model: {significance.WORSE} worse, {significance.BETTER} better "

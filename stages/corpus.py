@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from stages.base import Params, StageContext, StageError, StageSpec, Wiring
+from stages.base import KeyedWhenSet, Params, StageContext, StageError, StageSpec, Wiring
 from stages.lib import corpus_engine, decontam, mined_tasks, sources, task_builders, text_blocks, user_data
 from stages.lib.corpus_engine import PROBE_FIELD, SPLITS, EngineSpec, MinhashSpec
 from stages.lib.sources import SourceSpec
@@ -42,7 +42,7 @@ SFT_ONLY_TASKS = frozenset({"reading_comprehension"})
 """Task types that only build instruction pairs and have no items to score."""
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(KeyedWhenSet):
     """One task of a recipe: a builder applied to one source's train and eval documents."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,6 +58,21 @@ class TaskSpec(BaseModel):
     """Per-task bound on SFT pairs (None: corpus.max_sft_pairs)."""
     max_eval_items: int | None = Field(None, ge=1)
     """Per-task bound on eval items (None: corpus.max_eval_items)."""
+    instructions: Literal["source", "target"] | None = None
+    """translation only: the language its SFT instructions are written in (None: source, the source language,
+    as "A Novel Paradigm Boosting Translation Capabilities of LLMs" recommends; target: the target language)."""
+
+    KEYED_WHEN_SET = frozenset({"instructions"})
+
+    @model_validator(mode="after")
+    def _instructions_for_translation(self) -> TaskSpec:
+        if self.instructions is not None and self.type != "translation":
+            raise ValueError(f"instructions: only a translation task takes it; this task's type is '{self.type}'")
+        return self
+
+    def builder_options(self) -> dict[str, Any]:
+        """Keyword arguments the builder takes beyond the common ones (only those the recipe set)."""
+        return {} if self.instructions is None else {"instructions": self.instructions}
 
     @field_validator("type")
     @classmethod
@@ -350,6 +365,7 @@ def _build_tasks(
                 params.seed,
                 params.max_sft_pairs if spec.max_sft_pairs is None else spec.max_sft_pairs,
                 CANDIDATES_PER_ITEM * max_items[spec.label],
+                **spec.builder_options(),
             )
         except ValueError as exc:
             raise StageError(f"corpus: {exc}") from exc

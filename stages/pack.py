@@ -36,6 +36,11 @@ class PackParams(Params):
     """Order of the shuffled training documents."""
     trust_remote_code: bool = False
     """Only when the recipe asks: the tokenizer's own code runs on this machine."""
+    sources: list[str] | None = None
+    """Training blocks from these corpus sources only (None: all). Held-out sets keep every source, so packs
+    that train on different sources of one corpus are measured on the same text (plain vs interlinear CPT)."""
+
+    KEYED_WHEN_SET = frozenset({"sources"})
 
 
 def tokenizer_file(model_dir: str, out: Path, trust_remote_code: bool) -> tuple[Path, str]:
@@ -57,12 +62,26 @@ def _is_probe_document(wanted: bool, doc: Any) -> bool:
     return bool(doc.metadata.get(PROBE_FIELD)) == wanted
 
 
+def _is_from(sources: frozenset[str], doc: Any) -> bool:
+    """datatrove filter: keep documents of the chosen corpus sources."""
+    return doc.metadata.get("source") in sources
+
+
 def _tokenize_part(
-    corpus: Path, name: str, part: str, probe: bool | None, tokenizer_path: Path, eos: str, work: Path, seed: int
+    corpus: Path,
+    name: str,
+    part: str,
+    probe: bool | None,
+    tokenizer_path: Path,
+    eos: str,
+    work: Path,
+    seed: int,
+    sources: frozenset[str] | None = None,
 ) -> tuple[Any, Any] | None:
     """Token stream and document ends (exclusive) of one jsonl file through datatrove, or None when empty.
 
     ``probe``: None reads every document; True or False only those with or without the probe mark.
+    ``sources``: only documents of these corpus sources (None: all).
     Training documents are shuffled, except the probe's (their order does not matter: cpt trains on all)."""
     import numpy as np
     from datatrove.pipeline.filters import LambdaFilter
@@ -75,6 +94,8 @@ def _tokenize_part(
     ]
     if probe is not None:
         pipeline.append(LambdaFilter(functools.partial(_is_probe_document, probe)))
+    if sources is not None:
+        pipeline.append(LambdaFilter(functools.partial(_is_from, sources)))
     pipeline.append(
         DocumentTokenizer(
             str(folder),
@@ -115,7 +136,14 @@ def _concatenate(first: tuple[Any, Any], second: tuple[Any, Any], path: Path) ->
 
 
 def tokenize(
-    corpus: Path, kind: str, split: str, tokenizer_path: Path, eos: str, work: Path, seed: int
+    corpus: Path,
+    kind: str,
+    split: str,
+    tokenizer_path: Path,
+    eos: str,
+    work: Path,
+    seed: int,
+    sources: frozenset[str] | None = None,
 ) -> tuple[Any, Any, int]:
     """Token stream, document ends (exclusive) and probe tokens of one kind and split, through datatrove.
 
@@ -125,17 +153,18 @@ def tokenize(
     stats = corpus / "stats.json"
     probes = json.loads(stats.read_text(encoding="utf-8")).get("probe_documents", {}) if stats.exists() else {}
     if split != "train" or not probes.get(kind):
-        found = _tokenize_part(corpus, name, name, None, tokenizer_path, eos, work, seed)
+        found = _tokenize_part(corpus, name, name, None, tokenizer_path, eos, work, seed, sources)
         probe_tokens = 0
     else:
-        probe = _tokenize_part(corpus, name, f"{name}_probe", True, tokenizer_path, eos, work, seed)
-        rest = _tokenize_part(corpus, name, f"{name}_rest", False, tokenizer_path, eos, work, seed)
+        probe = _tokenize_part(corpus, name, f"{name}_probe", True, tokenizer_path, eos, work, seed, sources)
+        rest = _tokenize_part(corpus, name, f"{name}_rest", False, tokenizer_path, eos, work, seed, sources)
         probe_tokens = int(probe[1][-1]) if probe else 0
         found = _concatenate(probe, rest, work / f"{name}.npy") if probe and rest else probe or rest
     if found is None:
+        chosen = f" of sources {sorted(sources)}" if sources is not None else ""
         raise StageError(
-            f"pack: no {kind} {split} documents in {corpus}; the corpus filters dropped them all "
-            "(see the corpus stats) or the split fractions are too small"
+            f"pack: no {kind} {split} documents{chosen} in {corpus}; the corpus filters dropped them all "
+            "(see the corpus stats), the split fractions are too small, or pack.sources names none of this kind"
         )
     return *found, probe_tokens
 
@@ -192,8 +221,15 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PackParams) -> dict[s
     work = ctx.out_dir / "work"
     tokenizer_path, eos = tokenizer_file(inputs["tokenizer"], work, params.trust_remote_code)
     stats: dict[str, Any] = {"seq_len": params.seq_len, "eos_token": eos, "sets": {}}
+    if params.sources is not None:
+        known = json.loads((corpus / "stats.json").read_text(encoding="utf-8")).get("sources", {})
+        unknown = sorted(set(params.sources) - set(known))
+        if unknown:
+            raise StageError(f"pack.sources: {unknown} are not sources of this corpus; its sources: {sorted(known)}")
+        stats["sources"] = sorted(params.sources)
     for kind, split in ctx.progress(PACKED, desc="pack", unit="set"):
-        tokens, ends, probe_tokens = tokenize(corpus, kind, split, tokenizer_path, eos, work, params.seed)
+        chosen = frozenset(params.sources) if params.sources is not None and split == "train" else None
+        tokens, ends, probe_tokens = tokenize(corpus, kind, split, tokenizer_path, eos, work, params.seed, chosen)
         entry = write_blocks(tokens, ends, params.seq_len, out, f"{kind}_{split}")
         if probe_tokens:  # the first rows, up to the one holding the probe's last token
             entry["probe_blocks"] = min(entry["blocks"], -(-probe_tokens // params.seq_len))

@@ -209,12 +209,27 @@ def _translation_prompt(source_lang: str, target_lang: str, text: str) -> str:
     return f"Translate from {source_lang} to {target_lang}.\n{source_lang}: {text}\n{target_lang}:"
 
 
-def translation(train: list[dict], held_out: list[dict], seed: int, max_pairs: int, max_items: int) -> TaskData:
+TARGET_LANGUAGE_INSTRUCTIONS = {
+    ("English", "Spanish"): "Traduce del inglés al español:",
+    ("English", "French"): "Traduisez de l'anglais vers le français :",
+}
+"""SFT instructions written in the target language, for comparing against source-language ones."""
+
+
+def translation(
+    train: list[dict],
+    held_out: list[dict],
+    seed: int,
+    max_pairs: int,
+    max_items: int,
+    instructions: str = "source",
+) -> TaskData:
     """Translation: English sentence -> target language, scored with chrF and BLEU (sacrebleu) by lm-eval.
 
     Documents carry aligned ``pairs`` and their language names. Eval prompts show two training
     pairs first, so a model that was never instruction-tuned sees the format; the baseline is the
-    score of copying the English source unchanged."""
+    score of copying the English source unchanged. ``instructions``: the language the SFT pairs'
+    instruction is written in, ``source`` (English) or ``target``; eval prompts are the same either way."""
     import sacrebleu
 
     _require_meta(train + held_out, REQUIRED_META["translation"], "translation")
@@ -239,8 +254,14 @@ def translation(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
         "generate_until",
         baseline_name="copy the source",
     )
+    instruction = f"Translate from {source_lang} to {target_lang}:"
+    if instructions == "target":
+        if (source_lang, target_lang) not in TARGET_LANGUAGE_INSTRUCTIONS:
+            known = sorted(TARGET_LANGUAGE_INSTRUCTIONS)
+            raise ValueError(f"no {target_lang} instruction for {source_lang} -> {target_lang}; known pairs: {known}")
+        instruction = TARGET_LANGUAGE_INSTRUCTIONS[(source_lang, target_lang)]
     for doc_id, _, (src, tgt) in rng.sample(train_pairs, min(max_pairs, len(train_pairs))):
-        task.sft_pairs.append(_pair(f"Translate from {source_lang} to {target_lang}:\n{src}", tgt, doc_id))
+        task.sft_pairs.append(_pair(f"{instruction}\n{src}", tgt, doc_id))
     for _, _, (src, tgt) in rng.sample(train_pairs, min(16, len(train_pairs))):
         task.fewshot_items.append({"question": _translation_prompt(source_lang, target_lang, src), "answer": tgt})
     for _, _, (src, tgt) in rng.sample(held_pairs, min(max_items, len(held_pairs))):

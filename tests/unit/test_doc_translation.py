@@ -132,3 +132,28 @@ def test_batched_generation_matches_one_prompt_at_a_time(tiny_model):
     assert together == alone
     assert all("\n" not in out for out in together)
     assert 0 < batched.generated_tokens <= 12 + 5 + 8
+
+
+def test_translation_instructions_in_the_target_language_change_only_the_sft_prompts():
+    from stages.lib.task_builders import translation
+
+    def chapter(i):
+        pairs = [
+            [f"The king spoke to the people number {i} {j}.", f"El rey habló al pueblo número {i} {j}."]
+            for j in range(4)
+        ]
+        return {"id": f"c{i}", "meta": {"pairs": pairs, "source_lang": "English", "target_lang": "Spanish"}}
+
+    train, held_out = [chapter(i) for i in range(6)], [chapter(i) for i in range(6, 9)]
+    source = translation(train, held_out, seed=0, max_pairs=5, max_items=4)
+    target = translation(train, held_out, seed=0, max_pairs=5, max_items=4, instructions="target")
+    assert target.eval_items == source.eval_items and target.fewshot_items == source.fewshot_items
+    prompts = [pair["prompt"][0]["content"] for pair in target.sft_pairs]
+    assert all(p.startswith("Traduce del inglés al español:\nThe king") for p in prompts)
+    assert all(
+        pair["prompt"][0]["content"].startswith("Translate from English to Spanish:\n") for pair in source.sft_pairs
+    )
+    assert [p["completion"] for p in target.sft_pairs] == [p["completion"] for p in source.sft_pairs]
+    with pytest.raises(ValueError, match="no German instruction"):
+        german = [{**doc, "meta": {**doc["meta"], "target_lang": "German"}} for doc in train + held_out]
+        translation(german[:6], german[6:], 0, 5, 4, instructions="target")

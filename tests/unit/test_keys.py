@@ -1,5 +1,7 @@
 """Cache keys: stable, changed by what shapes a result, unchanged by what does not."""
 
+import pytest
+
 from pipeline.keys import canonical_json, stage_key
 from pipeline.recipe import resolve
 from pipeline.runner import Runner
@@ -82,3 +84,28 @@ def test_source_content_change_changes_corpus_key(tmp_path):
     recipe = resolve(raw, default_name="t", source="test")
     edited = {d.node.name: d.key for d in Runner(recipe, Store(tmp_path / "runs")).plan()}
     assert edited["corpus"] != plain["corpus"] and edited["model"] == plain["model"]
+
+
+def test_an_option_added_later_changes_no_key_until_it_is_set(tmp_path):
+    """pack.sources and a translation task's instructions default to None (the behaviour from before they
+    existed) and stay out of the dump while unset, so every stored result keeps its key."""
+    from stages.corpus import TaskSpec
+    from stages.pack import PackParams
+
+    assert "sources" not in PackParams().model_dump(mode="json")
+    assert PackParams(sources=["d"]).model_dump(mode="json")["sources"] == ["d"]
+    assert "instructions" not in TaskSpec(type="translation", source="s").model_dump(mode="json")
+    plain = _keys(tmp_path, _raw(tmp_path))
+    chosen = _keys(tmp_path, _raw(tmp_path, pack={"sources": ["d"]}))
+    assert {name for name in plain if plain[name] != chosen[name]} == {
+        "pack", "cpt", "sft", "merge", "eval_cpt", "eval_sft", "eval_merge", "report"
+    }  # fmt: skip
+
+
+def test_instructions_are_refused_on_a_task_that_is_not_translation():
+    from pydantic import ValidationError
+
+    from stages.corpus import TaskSpec
+
+    with pytest.raises(ValidationError, match="only a translation task takes it"):
+        TaskSpec(type="cloze", source="s", instructions="target")

@@ -108,3 +108,41 @@ def test_probe_documents_come_first_and_cpt_always_trains_on_them(tmp_path, tiny
         assert info["domain_probe_blocks"] == entry["probe_blocks"]
         assert info["domain_probe_blocks_trained"] == min(budget_blocks, entry["probe_blocks"])
         assert probe_rows <= chosen or chosen < probe_rows
+
+
+def test_pack_sources_choose_the_training_documents_and_keep_every_held_out_one(tmp_path, tiny_model):
+    """Two packs of one corpus that train on different sources (plain vs interlinear CPT) are measured on the
+    same held-out blocks; a source the corpus lacks is refused by name."""
+    import json
+
+    import pytest
+
+    from stages.base import StageContext, StageError
+    from stages.pack import PackParams
+    from stages.pack import run as pack_run
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows = {
+        source: [{"id": f"{source}{i}", "text": f"{source} text number {i} " * 8, "source": source} for i in range(6)]
+        for source in ("plain", "interlinear", "replay")
+    }
+    for kind, split in (("domain", "train"), ("domain", "validation"), ("general", "train"), ("general", "validation")):
+        docs = rows["replay"] if kind == "general" else rows["plain"] + rows["interlinear"]
+        (corpus / f"{kind}_{split}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (corpus / "stats.json").write_text(json.dumps({"sources": {name: {} for name in rows}}))
+
+    def packed(sources):
+        out = tmp_path / f"pack-{sources}"
+        params = PackParams(seq_len=16, sources=sources)
+        result = pack_run(StageContext(out_dir=out), {"corpus": corpus, "tokenizer": str(tiny_model)}, params)
+        return json.loads((result["outputs"]["packed"] / "pack.json").read_text())
+
+    everything = packed(None)
+    plain = packed(["plain", "replay"])
+    assert plain["sets"]["domain_train"]["documents"] == 6 == everything["sets"]["domain_train"]["documents"] // 2
+    assert plain["sets"]["domain_validation"] == everything["sets"]["domain_validation"]
+    assert plain["sets"]["general_train"] == everything["sets"]["general_train"]
+    assert plain["sources"] == ["plain", "replay"] and "sources" not in everything
+    with pytest.raises(StageError, match=r"\['bible'\] are not sources of this corpus"):
+        packed(["bible", "replay"])

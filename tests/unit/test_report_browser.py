@@ -318,3 +318,26 @@ def test_comparison_pages_render_in_chromium(tmp_path):
         rows = _table_rows(dump, f"verdict-{group}")
         assert [row[0] for row in rows[2:]] == ["cpt", "merged"]
     assert "Domain gain in every group" in dump and "legal domain gain (bits/byte)" in dump
+
+
+def test_a_group_may_name_the_model_its_base_holds(tmp_path):
+    """An arm compared against the arm before it (translation-paradigm): headings and cells name that model."""
+    import pytest
+
+    from stages.base import StageContext, StageError
+    from stages.compare import CompareParams, run
+
+    inputs = {}
+    for group in ("cpt_data", "after_sft"):
+        for index, model in ((0, "base"), (1, "cpt")):
+            path = tmp_path / f"eval_{model}@{group}.json"
+            path.write_text(json.dumps(_results(index)))
+            inputs[f"eval_{model}@{group}"] = str(path)
+    out = tmp_path / "compare"
+    out.mkdir()
+    run(StageContext(out_dir=out), inputs, CompareParams(references={"cpt_data": "cpt_plain"}))
+    page = (out / "report.md").read_text(encoding="utf-8")
+    assert "## cpt_data: each model against cpt_plain" in page and "## after_sft: each model against base" in page
+    assert "the model's score minus cpt_plain's on the same items" in page
+    with pytest.raises(StageError, match=r"\['typo'\] name no group"):
+        run(StageContext(out_dir=tmp_path / "x"), inputs, CompareParams(references={"typo": "cpt_plain"}))
