@@ -157,7 +157,7 @@ def _references(plans: list[tuple[str, list[Any], Any]]) -> dict[str, list[dict[
 
 SPEC = StageSpec(
     name="doc_translation",
-    version=1,
+    version=2,  # 2: a term's rendering must be 0.6 like the reference's (was 0.5)
     params=DocTranslationParams,
     inputs=("model", "corpus"),
     wiring=Wiring(inputs={"model": MODEL, "corpus": "corpus.data"}, per_model=True, with_section=True),

@@ -157,3 +157,9 @@ def test_translation_instructions_in_the_target_language_change_only_the_sft_pro
     with pytest.raises(ValueError, match="no German instruction"):
         german = [{**doc, "meta": {**doc["meta"], "target_lang": "German"}} for doc in train + held_out]
         translation(german[:6], german[6:], 0, 5, 4, instructions="target")
+
+
+def test_a_rendering_is_a_word_close_to_the_references_not_any_word_sharing_two_letters():
+    assert dt.rendering("y pasaron el Jordan a pie", "Jordán") == "Jordan"
+    assert dt.rendering("habló Moses al pueblo", "Moisés") == "Moses"
+    assert dt.rendering("el hijo de la casa", "Dios") is None
