@@ -229,3 +229,32 @@ def test_unknown_benchmark_is_refused_at_load_with_the_close_name():
         RecipeError, match=r"eval\.benchmarks\.1: lm-eval has no task 'hellaswg' \(did you mean hellaswag"
     ):
         load_recipe("legal", ["eval.benchmarks=[arc_easy,hellaswg]"])
+
+
+def test_the_translation_paradigm_changes_one_thing_per_step():
+    """plain -> interlinear changes only cpt's training sources; target -> source changes only the language of
+    sft's instructions; every model is scored on the one corpus's items."""
+    recipe = load_recipe("translation-paradigm")
+    nodes = {n.name: n for n in recipe.nodes}
+    params = recipe.params
+    assert params["pack_plain"].sources == ["bible_es", "python_docs", "dictionary"] and params["pack"].sources is None
+    assert params["cpt_plain"] == params["cpt"]  # same budget, replay share and schedule
+    assert nodes["cpt_plain"].inputs["packed"] == "pack_plain.packed" and nodes["cpt"].inputs["packed"] == "pack.packed"
+    target, source = params["corpus_target"], params["corpus"]
+    assert target.sources == source.sources
+    assert [(t.type, t.source, t.name) for t in target.tasks] == [(t.type, t.source, t.name) for t in source.tasks]
+    assert [t.instructions for t in target.tasks if t.type == "translation"] == ["target", "target"]
+    assert all(t.instructions is None for t in source.tasks)  # None: the source language, English
+    assert nodes["sft_target"].inputs == {"model": "cpt.model", "corpus": "corpus_target.data"}
+    assert nodes["sft"].inputs == {"model": "cpt.model", "corpus": "corpus.data"}
+    assert params["sft_target"] == params["sft"] == params["sft_plain"]
+    evals = [n for n in recipe.nodes if n.stage == "eval"]
+    assert {n.inputs["corpus"] for n in evals} == {"corpus.data"}
+    assert {n.inputs["model"].split(".")[0] for n in evals} == {
+        "model",
+        "cpt",
+        "sft",
+        "cpt_plain",
+        "sft_plain",
+        "sft_target",
+    }
