@@ -15,8 +15,9 @@ whole point of incremental decoding. Scoring uses sacrebleu, as lm-eval's transl
 
 Scores: corpus chrF and BLEU over sentences, document-level BLEU (d-BLEU: BLEU over each document's
 sentences joined, so a model is not penalised for where it splits them), and term consistency: for
-each name or term a document repeats (a capitalised source word in two or more of its sentences, with
-its reference rendering found by co-occurrence), whether the model renders it the same way every time.
+each name or term a document repeats (a source word capitalised inside a sentence, not only as its first
+word, found in two or more of its sentences, with its reference rendering found by co-occurrence),
+whether the model renders it the same way every time.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def documents_from_corpus(
     chosen = random.Random(seed).sample(usable, min(count, len(usable)))
     out = []
     for doc in sorted(chosen, key=lambda doc: doc["id"]):
-        pairs = [(str(a).strip(), str(b).strip()) for a, b in doc["meta"]["pairs"][:sentences]]
+        # One line per sentence: a gettext message may hold newlines, which would break the line format.
+        pairs = [(" ".join(str(a).split()), " ".join(str(b).split())) for a, b in doc["meta"]["pairs"][:sentences]]
         meta = doc["meta"]
         out.append(
             Document(
@@ -239,8 +241,8 @@ def term_consistency(docs: Sequence[Document], hypotheses: Sequence[Sequence[str
 
 
 def score(docs: Sequence[Document], hypotheses: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Sentence-level chrF and BLEU, document-level BLEU, term consistency and accuracy; per-sentence chrF and
-    per-document BLEU as ``per_item`` lists, so decoders and models can be paired item by item."""
+    """Sentence-level chrF and BLEU, document-level BLEU, term consistency and accuracy; per-sentence chrF as
+    ``per_item`` and per-document BLEU as ``per_document``, so decoders and models can be paired item by item."""
     import sacrebleu
 
     flat_hyp = [h for hyps in hypotheses for h in hyps]

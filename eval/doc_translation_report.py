@@ -123,7 +123,9 @@ def scores_png(results: dict[str, dict[str, Any]]) -> bytes | None:
                     ax.plot([right], [decoders[DOCUMENT][key]], marker="s", color=colours[model], linestyle="none")
             copy = next(iter(results.values()))["sources"][source]["baseline"][key]
             ax.axhline(copy, linestyle="--", color="black", linewidth=1, label="copy the source")
-            ax.set_xticks([*windows, right], [f"k={k}" for k in windows] + ["whole\ndoc"])
+            whole = any(DOCUMENT in decoders for decoders in by_model.values())
+            ticks = [*windows, *([right] if whole else [])]
+            ax.set_xticks(ticks, [f"k={k}" for k in windows] + (["whole\ndoc"] if whole else []))
             ax.set_title(f"{source}: {label}", fontsize=10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)

@@ -24,6 +24,16 @@ class KeyedWhenSet(BaseModel):
 
     KEYED_WHEN_SET: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A name here that is not a field defaulting to None would be dumped, changing every stored key."""
+        super().__pydantic_init_subclass__(**kwargs)
+        wrong = sorted(
+            n for n in cls.KEYED_WHEN_SET if n not in cls.model_fields or cls.model_fields[n].default is not None
+        )
+        if wrong:
+            raise TypeError(f"{cls.__name__}.KEYED_WHEN_SET: {wrong} are not fields that default to None")
+
     @model_serializer(mode="wrap")
     def _omit_unset_options(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)

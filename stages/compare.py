@@ -45,6 +45,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
     unknown = sorted(set(params.references or {}) - set(groups))
     if unknown:
         raise StageError(f"compare.references: {unknown} name no group of this node's inputs; groups: {sorted(groups)}")
+    clashes = [f"{g}: {name}" for g, name in (params.references or {}).items() if name in groups[g] and name != "base"]
+    if clashes:
+        raise StageError(
+            f"compare.references: {clashes} name a model the group also holds as eval_<model>@<group>; "
+            "name the model its eval_base@<group> holds"
+        )
     if any("base" in models for models in groups.values()):
         title = params.title or f"Domains: {ctx.recipe or 'recipe'}"
         lead, sections, images, metrics = _per_group(groups, params.references or {})

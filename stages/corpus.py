@@ -368,7 +368,7 @@ def _build_tasks(
                 **spec.builder_options(),
             )
         except ValueError as exc:
-            raise StageError(f"corpus: {exc}") from exc
+            raise StageError(f"corpus: task '{spec.label}': {exc}") from exc
         if not task.eval_items and spec.type not in SFT_ONLY_TASKS:
             raise StageError(
                 f"corpus: task '{spec.label}' got no eval items from source '{spec.source}'; "

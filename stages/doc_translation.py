@@ -37,13 +37,16 @@ class DocTranslationParams(Params):
     whole_document: bool = True
     """Also translate each document in one generation."""
     num_fewshot: int = Field(2, ge=0)
-    """Training pairs before each sentence prompt, as in the sentence-level translation task."""
+    """Training pairs before each sentence prompt, as in the sentence-level translation task (the first pairs of
+    one training document, which also serves as the whole-document example: fewer if it is shorter)."""
     batch_size: int = Field(8, ge=1)
     """Prompts per generation batch (transformers backend)."""
     backend: Literal["auto", "hf", "vllm"] = "auto"
     """auto: vllm where it is installed and a GPU is present, else transformers."""
     seed: int = 0
     """Which held-out documents are chosen."""
+    trust_remote_code: bool = False
+    """Only when the recipe asks: the model's own code runs on this machine."""
 
     @field_validator("windows")
     @classmethod
@@ -72,8 +75,10 @@ def _generator(model_path: str, params: DocTranslationParams, ctx: StageContext)
         return VLLMGenerator(model_path, "bfloat16" if bf16 else "float32"), "vllm"
     from eval.generation import HFGenerator
 
-    model = load_model(model_path, dtype=torch.bfloat16 if bf16 else torch.float32).to(device)
-    return HFGenerator(model, load_tokenizer(model_path), batch_size=params.batch_size), "hf"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    model = load_model(model_path, params.trust_remote_code, dtype=dtype).to(device)
+    tokenizer = load_tokenizer(model_path, params.trust_remote_code)
+    return HFGenerator(model, tokenizer, batch_size=params.batch_size), "hf"
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: DocTranslationParams) -> dict[str, Any]:
@@ -90,7 +95,6 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: DocTranslationParams)
         )
     generate, backend = _generator(inputs["model"], params, ctx)
     decoders: list[int | None] = [*params.windows, *([None] if params.whole_document else [])]
-    by_source: dict[str, Any] = {}
     plans = []
     for source in sources:
         docs = doc_translation.documents_from_corpus(held_out, source, params.documents, params.sentences, params.seed)
@@ -100,6 +104,33 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: DocTranslationParams)
         example = list(zip(shown[0].sentences, shown[0].references, strict=True))
         plans.append((source, docs, example))
     total = sum(len(d.sentences) for _, docs, _ in plans for d in docs) * len(decoders)
+    try:
+        by_source = _translate(ctx, plans, decoders, generate, params, total)
+    except ValueError as exc:  # a prompt longer than the model's context
+        raise StageError(f"doc_translation: {exc} (doc_translation.sentences, num_fewshot, windows)") from exc
+    out = ctx.out_dir / "results.json"
+    payload = {"model": inputs["model"], "backend": backend, "references": _references(plans), "sources": by_source}
+    out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    metrics: dict[str, Any] = {
+        f"{source}/{name}/{key}": scores[key]
+        for source, entry in by_source.items()
+        for name, scores in entry["decoders"].items()
+        for key in ("chrf", "d_bleu")
+    }
+    metrics["runtime"] = runtime_choices() | {"backend": backend}
+    return {"outputs": {"results": out}, "metrics": metrics}
+
+
+def _translate(
+    ctx: StageContext,
+    plans: list[tuple[str, list[Any], list[tuple[str, str]]]],
+    decoders: list[int | None],
+    generate: Any,
+    params: DocTranslationParams,
+    total: int,
+) -> dict[str, Any]:
+    """Every decoder over every source's documents: scores, timings and the translations themselves."""
+    by_source: dict[str, Any] = {}
     with ctx.progress(total=total, unit="sentence") as bar:
         for source, docs, example in plans:
             entry: dict[str, Any] = {
@@ -131,17 +162,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: DocTranslationParams)
                     scores["seconds"],
                 )  # fmt: skip
             by_source[source] = entry
-    out = ctx.out_dir / "results.json"
-    payload = {"model": inputs["model"], "backend": backend, "references": _references(plans), "sources": by_source}
-    out.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    metrics: dict[str, Any] = {
-        f"{source}/{name}/{key}": scores[key]
-        for source, entry in by_source.items()
-        for name, scores in entry["decoders"].items()
-        for key in ("chrf", "d_bleu")
-    }
-    metrics["runtime"] = runtime_choices() | {"backend": backend}
-    return {"outputs": {"results": out}, "metrics": metrics}
+    return by_source
 
 
 def _without_items(scores: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +178,7 @@ def _references(plans: list[tuple[str, list[Any], Any]]) -> dict[str, list[dict[
 
 SPEC = StageSpec(
     name="doc_translation",
-    version=2,  # 2: a term's rendering must be 0.6 like the reference's (was 0.5)
+    version=3,  # 2: a term's rendering must be 0.6 like the reference's; 3: stop on generated text only
     params=DocTranslationParams,
     inputs=("model", "corpus"),
     wiring=Wiring(inputs={"model": MODEL, "corpus": "corpus.data"}, per_model=True, with_section=True),

@@ -64,9 +64,12 @@ def test_incremental_decoding_shows_the_window_of_the_models_own_translations():
     last = recorder.calls[3][0][0]
     assert "English: a2 x\nSpanish: T(a2 x)\nEnglish: a3 x\nSpanish: T(a3 x)\nEnglish: a4 x" in last
     assert "a1 x" not in last  # outside the window of 2
-    assert all(
-        stop == "\n" and budgets == [dt.token_budget("a1 x")] * len(budgets) for _, budgets, stop in recorder.calls
-    )
+    assert all(stop == "\n" for _, _, stop in recorder.calls)
+    long = _doc(["one two three four five six seven eight", "short"], ["r"] * 2, "c")
+    recorder = Recorder()
+    dt.decode_incremental([long, docs[1]], 1, [], recorder)
+    assert recorder.calls[0][1] == [dt.token_budget(long.sentences[0]), dt.token_budget("b1 x")]  # each its own
+    assert recorder.calls[0][1][0] > recorder.calls[0][1][1]
 
     recorder = Recorder()
     assert dt.decode_incremental(docs, 0, [], recorder) == hypotheses  # this stand-in ignores context
@@ -130,8 +133,28 @@ def test_batched_generation_matches_one_prompt_at_a_time(tiny_model):
         HFGenerator(model, tokenizer, batch_size=1)([p], [n], "\n")[0] for p, n in zip(prompts, [12, 5, 8], strict=True)
     ]
     assert together == alone
-    assert all("\n" not in out for out in together)
     assert 0 < batched.generated_tokens <= 12 + 5 + 8
+    with pytest.raises(ValueError, match="exceeds the model's context of 16 tokens"):
+        HFGenerator(model, tokenizer, max_context=16)(["Permission is hereby granted, free of charge"], [12], "\n")
+
+
+def test_generation_stops_on_the_generated_text_only_not_across_the_prompts_end(tiny_model):
+    """A prompt ending in a newline must not stop a blank-line stop at the first generated newline (vllm's rule)."""
+    import torch
+
+    from eval.generation import StopInGenerated
+    from stages.lib.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model))
+    prompt = tokenizer("English:\none\nSpanish:\n", add_special_tokens=False)["input_ids"]
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    words = tokenizer("uno", add_special_tokens=False)["input_ids"]
+    stop = StopInGenerated(tokenizer, len(prompt), "\n\n")
+    rows = [prompt + newline + words, prompt + words + newline + newline]
+    width = max(len(r) for r in rows)
+    padded = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    assert stop(padded[:1, : len(rows[0])], None).tolist() == [False]  # the prompt's newline is not counted
+    assert stop(padded[1:], None).tolist() == [True]
 
 
 def test_translation_instructions_in_the_target_language_change_only_the_sft_prompts():

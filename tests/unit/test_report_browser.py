@@ -341,3 +341,6 @@ def test_a_group_may_name_the_model_its_base_holds(tmp_path):
     assert "the model's score minus cpt_plain's on the same items" in page
     with pytest.raises(StageError, match=r"\['typo'\] name no group"):
         run(StageContext(out_dir=tmp_path / "x"), inputs, CompareParams(references={"typo": "cpt_plain"}))
+    with pytest.raises(StageError, match=r"\['cpt_data: cpt'\] name a model the group also holds"):
+        run(StageContext(out_dir=tmp_path / "y"), inputs, CompareParams(references={"cpt_data": "cpt"}))
+    assert "references" not in CompareParams().model_dump()  # unset: every stored compare key stays
