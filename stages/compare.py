@@ -131,8 +131,10 @@ def _per_group(groups: dict[str, dict[str, dict[str, Any]]], references: dict[st
         f"bits-per-byte against the group's best model: {significance.WORSE} worse, {significance.BETTER} better "
         f"(p < 0.05), {significance.WITHIN_NOISE} within noise."
     )
-    lead.insert(0, (heading, (header, rows)))
-    lead.insert(1, ("How to read it", note))
+    if any(sum(model in points for points in gains.values()) > 1 for model in models):
+        # Side by side only where a model is in several groups (domains); arms against the arm before them are not.
+        lead.insert(0, (heading, (header, rows)))
+        lead.insert(1, ("How to read it", note))
     domain_gain = {group: {model: point[0] for model, point in points.items()} for group, points in gains.items()}
     metrics = {"groups": list(gains), "domain_gain": domain_gain, "best": best}
     metrics["against_best"] = {
@@ -164,7 +166,7 @@ def _images(*candidates: tuple[str, str, bytes | None]) -> list[tuple[str, str, 
 
 SPEC = StageSpec(
     name="compare",
-    version=3,
+    version=4,  # 4: the side-by-side domain-gain table only where a model is in several groups
     params=CompareParams,
     inputs=(),
     input_prefixes=("eval_", "cpt@"),
