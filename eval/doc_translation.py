@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eval.tasks import translation_prompt
+
 Generate = Callable[[Sequence[str], Sequence[int], str], list[str]]
 """``generate(prompts, max_new_tokens, stop) -> continuations``: greedy, at most ``max_new_tokens[i]`` tokens
 for prompt i, each cut before its first ``stop``."""
@@ -60,6 +62,11 @@ class Document:
     references: tuple[str, ...]
 
 
+def has_pairs(doc: dict[str, Any]) -> bool:
+    """A corpus record whose ``meta`` carries two or more aligned pairs: a document with context to use."""
+    return len(doc.get("meta", {}).get("pairs") or []) >= 2
+
+
 def documents_from_corpus(
     docs: Iterable[dict[str, Any]], source: str, count: int, sentences: int, seed: int = 0
 ) -> list[Document]:
@@ -67,7 +74,7 @@ def documents_from_corpus(
     its first ``sentences`` pairs so a document's context is the text that really precedes each sentence.
     Documents with fewer than two pairs have no context to use and are passed over."""
     usable = sorted(
-        (doc for doc in docs if doc.get("source") == source and len(doc.get("meta", {}).get("pairs") or []) >= 2),
+        (doc for doc in docs if doc.get("source") == source and has_pairs(doc)),
         key=lambda doc: doc["id"],
     )
     chosen = random.Random(seed).sample(usable, min(count, len(usable)))
@@ -89,22 +96,14 @@ def documents_from_corpus(
     return out
 
 
-def _block(doc: Document, pairs: Sequence[tuple[str, str]], current: str | None) -> str:
-    lines = [f"Translate from {doc.source_lang} to {doc.target_lang}."]
-    for source, target in pairs:
-        lines += [f"{doc.source_lang}: {source}", f"{doc.target_lang}: {target}"]
-    if current is not None:
-        lines += [f"{doc.source_lang}: {current}", f"{doc.target_lang}:"]
-    return "\n".join(lines)
-
-
 def sentence_prompt(
     doc: Document, index: int, fewshot: Sequence[tuple[str, str]], context: Sequence[tuple[str, str]] = ()
 ) -> str:
-    """Few-shot pairs, each its own block (the sentence-level task's format), then one block with the
-    ``context`` pairs (earlier sentences and the model's translations) and sentence ``index``."""
-    blocks = [_block(doc, [pair], None) for pair in fewshot]
-    blocks.append(_block(doc, context, doc.sentences[index]))
+    """Few-shot pairs, each its own block answered as lm-eval shows them (the sentence-level task's format),
+    then one block with the ``context`` pairs (earlier sentences and the model's translations) and sentence
+    ``index``."""
+    blocks = [f"{translation_prompt(doc.source_lang, doc.target_lang, source)} {target}" for source, target in fewshot]
+    blocks.append(translation_prompt(doc.source_lang, doc.target_lang, doc.sentences[index], context))
     return "\n\n".join(blocks)
 
 

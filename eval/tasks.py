@@ -7,6 +7,7 @@ lm-eval turns into bits-per-byte; multiple-choice tasks score each choice's log-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ def multiple_choice_task(name: str, data_file: Path) -> dict[str, Any]:
         ],
         "metadata": {"version": 1},
     }
+
+
+def translation_prompt(source_lang: str, target_lang: str, text: str, context: Sequence[tuple[str, str]] = ()) -> str:
+    """The translation prompt every translation eval shows: the instruction, any ``context`` pairs (earlier
+    sentences of a document and their translations), then ``text`` and the target language's label to answer.
+    The sentence-level task's items (``question``) are this with no context; document-level decoding adds it."""
+    lines = [f"Translate from {source_lang} to {target_lang}."]
+    for source, target in context:
+        lines += [f"{source_lang}: {source}", f"{target_lang}: {target}"]
+    return "\n".join([*lines, f"{source_lang}: {text}", f"{target_lang}:"])
 
 
 def translation_task(name: str, data_file: Path, fewshot_file: Path, num_fewshot: int = 2) -> dict[str, Any]:

@@ -42,10 +42,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
             groups.setdefault(group, {})[stem.removeprefix("eval_")] = results
         elif group:
             curves[group] = read_jsonl(Path(path))
-    unknown = sorted(set(params.references or {}) - set(groups))
+    references = params.references or {}
+    unknown = sorted(set(references) - set(groups))
     if unknown:
         raise StageError(f"compare.references: {unknown} name no group of this node's inputs; groups: {sorted(groups)}")
-    clashes = [f"{g}: {name}" for g, name in (params.references or {}).items() if name in groups[g] and name != "base"]
+    clashes = [f"{g}: {name}" for g, name in references.items() if name in groups[g] and name != "base"]
     if clashes:
         raise StageError(
             f"compare.references: {clashes} name a model the group also holds as eval_<model>@<group>; "
@@ -53,7 +54,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CompareParams) -> dic
         )
     if any("base" in models for models in groups.values()):
         title = params.title or f"Domains: {ctx.recipe or 'recipe'}"
-        lead, sections, images, metrics = _per_group(groups, params.references or {})
+        lead, sections, images, metrics = _per_group(groups, references)
     else:
         title = params.title or f"Sweep: {ctx.recipe or 'recipe'}"
         evals = {"base": shared_base} if shared_base is not None else {}

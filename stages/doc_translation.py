@@ -57,7 +57,7 @@ class DocTranslationParams(Params):
 
 
 def _sources_with_pairs(records: list[dict[str, Any]]) -> list[str]:
-    return sorted({r["source"] for r in records if len(r.get("meta", {}).get("pairs") or []) >= 2})
+    return sorted({r["source"] for r in records if doc_translation.has_pairs(r)})
 
 
 def _generator(model_path: str, params: DocTranslationParams, ctx: StageContext) -> tuple[Any, str]:

@@ -273,7 +273,7 @@ SPEC = StageSpec(
     params=ReportParams,
     inputs=("eval_base", "cpt", "cpt_run", "corpus", "packed"),
     optional_inputs=("plan", "proxies"),
-    input_prefixes=("eval_", "doc_translation_"),  # one per evaluated model: a recipe may skip, leave out or add models
+    input_prefixes=("eval_", DOC_PREFIX),  # one per evaluated model: a recipe may skip, leave out or add models
     wiring=Wiring(
         inputs={
             "cpt": "cpt.curves",

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from eval.tasks import translation_prompt
+
 N_CHOICES = 4
 
 
@@ -205,10 +207,6 @@ def icd_chapter(train: list[dict], held_out: list[dict], seed: int, max_pairs: i
     return task
 
 
-def _translation_prompt(source_lang: str, target_lang: str, text: str) -> str:
-    return f"Translate from {source_lang} to {target_lang}.\n{source_lang}: {text}\n{target_lang}:"
-
-
 TARGET_LANGUAGE_INSTRUCTIONS = {
     ("English", "Spanish"): "Traduce del inglés al español:",
     ("English", "French"): "Traduisez de l'anglais vers le français :",
@@ -263,11 +261,11 @@ def translation(
     for doc_id, _, (src, tgt) in rng.sample(train_pairs, min(max_pairs, len(train_pairs))):
         task.sft_pairs.append(_pair(f"{instruction}\n{src}", tgt, doc_id))
     for _, _, (src, tgt) in rng.sample(train_pairs, min(16, len(train_pairs))):
-        task.fewshot_items.append({"question": _translation_prompt(source_lang, target_lang, src), "answer": tgt})
+        task.fewshot_items.append({"question": translation_prompt(source_lang, target_lang, src), "answer": tgt})
     for _, _, (src, tgt) in rng.sample(held_pairs, min(max_items, len(held_pairs))):
         task.eval_items.append(
             {
-                "question": _translation_prompt(source_lang, target_lang, src),
+                "question": translation_prompt(source_lang, target_lang, src),
                 "answer": tgt,
                 "source": src,
                 "held_out": [src, tgt],
