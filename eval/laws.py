@@ -212,6 +212,35 @@ def fit_cross_domain(
     return _fit(CROSS_NAMES, _cross, np.column_stack([n, d, r, k1, k2]), loss, points, bounds)
 
 
+def early_run_coefficients(first: float, second: float) -> tuple[float, float]:
+    """(k1, k2) of ``domain_coefficient`` from a domain's first two validation losses after training starts."""
+    if not first > 0:
+        raise ValueError(f"an early run's first validation loss must be positive, got {first}")
+    return float(first), float((first - second) / first)
+
+
+def at_domain(fit: Fit, k1: float, k2: float) -> Fit:
+    """A Cross-Domain fit specialised to one domain's (k1, k2): a D-CPT-shaped law (x = [N, D, r]) that
+    ``choose_ratio`` and the held-out checks use as they use a domain's own D-CPT fit."""
+
+    def predict(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        k = np.column_stack([np.full(len(x), k1), np.full(len(x), k2)])
+        return _cross(theta, np.column_stack([x, k]))
+
+    return Fit(fit.names, fit.values, fit.objective, predict, fit.r2, fit.mean_abs_rel_error)
+
+
+def cross_domain_params(fit: Fit, k1: float, k2: float) -> dict[str, float]:
+    """Plain D-CPT parameters of a Cross-Domain fit at one domain: its F/K^mu is a constant there, folded into E
+    (so ``dcpt_loss`` and the report's plots read it as any plan's law)."""
+    p = fit.params
+    plain = dcpt_params(Fit(DCPT_NAMES, fit.values[: len(DCPT_NAMES)], fit.objective, _dcpt))
+    k = float(domain_coefficient(np.array([k1]), np.array([k2]), float(np.exp(p["log_w2"])))[0])
+    plain["E"] += float(np.exp(p["f"]) * k ** -p["mu"])
+    return plain
+
+
 # --- Choosing the mixture -----------------------------------------------------------------------
 
 

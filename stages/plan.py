@@ -11,6 +11,13 @@ recipe pins ``cpt.replay_ratio``.
 Proxies reuse the base model rather than small models built from a config: on 2 CPU cores that
 keeps the model size fixed (the A/N^alpha term folds into E), and it makes the law's prediction
 directly checkable against the real cpt run at the chosen ratio.
+
+Cross-domain mode (Que et al. 2024, section 3.3), when the node's ``plan@<domain>`` inputs name finished plans
+of other domains (same base model, proxy settings and cpt params): no grid here. One early run, the first
+two evaluations of the proxy at the largest domain share, measures this domain's learnability (k1, k2); the
+Cross-Domain D-CPT Law, fitted on the other domains' proxies with each domain's own (k1, k2), predicts this
+domain's laws, and the ratio is chosen from them. Its errors: leave one reference domain out, and one full
+proxy of this domain at the chosen share (``check_proxy``), predicted against measured.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ class PlanParams(Params):
     """L-BFGS starting points per fit."""
     cpt: CptParams = Field(default_factory=CptParams)
     """Filled from the recipe's cpt section: proxies train as the real run will."""
+    check_proxy: bool | None = None
+    """Cross-domain mode: train one full proxy at the chosen share to measure the law's prediction (None: yes;
+    false saves that proxy's cost)."""
+
+    KEYED_WHEN_SET = frozenset({"check_proxy"})
 
     @field_validator("domain_shares")
     @classmethod
@@ -57,13 +69,40 @@ class PlanParams(Params):
         return sorted(value)
 
 
+REFERENCE_PREFIX = "plan@"
+"""Inputs ``plan@<domain>``: finished plans of other domains, for the cross-domain mode."""
+
+
 def _proxy_folder(share: float) -> str:
     return f"domain_share_{share:.3f}"
 
 
-def _proxy(ctx: StageContext, inputs: dict[str, Any], params: PlanParams, share: float) -> list[dict[str, Any]]:
-    """One proxy run (resumable: a finished proxy's points are kept in its folder)."""
-    folder = ctx.out_dir / "proxies" / _proxy_folder(share)
+def _stop_after(steps: int) -> Any:
+    """A Trainer callback that ends training after ``steps`` optimizer steps (that step's evaluation still
+    runs): an early run is the first evaluations of a full proxy, the same stream and schedule, so it measures
+    what a reference plan's proxy measured at those steps."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step >= steps:
+                control.should_training_stop = True
+            return control
+
+    return StopAfter()
+
+
+def _proxy(
+    ctx: StageContext,
+    inputs: dict[str, Any],
+    params: PlanParams,
+    share: float,
+    folder_name: str | None = None,
+    stop_after: int | None = None,
+) -> list[dict[str, Any]]:
+    """One proxy run (resumable: a finished proxy's points are kept in its folder); ``stop_after`` steps: an
+    early run."""
+    folder = ctx.out_dir / "proxies" / (folder_name or _proxy_folder(share))
     done = folder / "points.json"
     if done.exists():
         return json.loads(done.read_text(encoding="utf-8"))
@@ -77,7 +116,10 @@ def _proxy(ctx: StageContext, inputs: dict[str, Any], params: PlanParams, share:
             "save_every": 10**9,
         }
     )
-    trainer, _, _ = cpt_stage.train(folder, inputs["model"], Path(inputs["packed"]), proxy_params, ctx.log)
+    callbacks = [_stop_after(stop_after)] if stop_after else None
+    trainer, _, _ = cpt_stage.train(
+        folder, inputs["model"], Path(inputs["packed"]), proxy_params, ctx.log, callbacks=callbacks
+    )
     tokens_per_step = proxy_params.batch_size * proxy_params.seq_len
     by_step: dict[int, dict[str, Any]] = {}
     for record in trainer.state.log_history:
@@ -113,37 +155,52 @@ def _fit_quality(kind: str, points: list[dict[str, Any]], starts: int) -> tuple[
     return fit, quality
 
 
-def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[str, Any]:
-    points: list[dict[str, Any]] = []
-    for share in ctx.progress(params.domain_shares, desc="plan: proxy runs", unit="run"):
-        points += _proxy(ctx, inputs, params, share)
+def _base_losses(points: list[dict[str, Any]]) -> tuple[float, float]:
+    """(general, domain) loss of the base model: the proxies' step-0 evaluations."""
     base = [p for p in points if p["step"] == 0]
     if not base:
         raise StageError("plan: proxies logged no step-0 evaluation")
-    base_general = float(np.mean([p["general_loss"] for p in base]))
-    base_domain = float(np.mean([p["domain_loss"] for p in base]))
+    return float(np.mean([p["general_loss"] for p in base])), float(np.mean([p["domain_loss"] for p in base]))
+
+
+def _choose(domain_fit: laws.Fit, general_fit: laws.Fit, params: PlanParams, base: tuple[float, float]) -> dict:
+    return laws.choose_ratio(
+        domain_fit,
+        general_fit,
+        n=1.0,
+        d=params.cpt.max_tokens,
+        objective=params.objective,
+        general_base_loss=base[0],
+        max_general_rise=params.max_general_rise,
+        domain_tokens=params.domain_tokens,
+        domain_weight=params.domain_weight,
+        domain_base_loss=base[1],
+    )
+
+
+def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[str, Any]:
+    references = {
+        name.removeprefix(REFERENCE_PREFIX): Path(path)
+        for name, path in inputs.items()
+        if name.startswith(REFERENCE_PREFIX)
+    }
+    if references:
+        result, folders = _cross_domain(ctx, inputs, params, references)
+        return _finish(ctx, result, folders)
+    points: list[dict[str, Any]] = []
+    for share in ctx.progress(params.domain_shares, desc="plan: proxy runs", unit="run"):
+        points += _proxy(ctx, inputs, params, share)
+    base_general, base_domain = _base_losses(points)
     trained = [p for p in points if p["step"] > 0]
     if len({p["tokens"] for p in trained}) < 2:
         raise StageError("plan: need at least two budgets per proxy; lower plan.proxy_eval_every")
 
     domain_fit, domain_quality = _fit_quality("domain", trained, params.fit_starts)
     general_fit, general_quality = _fit_quality("general", trained, params.fit_starts)
-    target = params.cpt.max_tokens
-    chosen = laws.choose_ratio(
-        domain_fit,
-        general_fit,
-        n=1.0,
-        d=target,
-        objective=params.objective,
-        general_base_loss=base_general,
-        max_general_rise=params.max_general_rise,
-        domain_tokens=params.domain_tokens,
-        domain_weight=params.domain_weight,
-        domain_base_loss=base_domain,
-    )
+    chosen = _choose(domain_fit, general_fit, params, (base_general, base_domain))
     result = {
         "objective": params.objective,
-        "target_tokens": target,
+        "target_tokens": params.cpt.max_tokens,
         "base_loss": {"general": base_general, "domain": base_domain},
         "chosen": chosen,
         "fits": {
@@ -152,20 +209,138 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[s
         },
         "points": points,
     }
+    return _finish(ctx, result, {share: _proxy_folder(share) for share in params.domain_shares})
+
+
+def _early_coefficients(points: list[dict[str, Any]], share: float, every: int, where: str) -> tuple[float, float]:
+    """(k1, k2) from the domain losses at steps ``every`` and ``2 * every`` of the proxy at ``share``."""
+    by_step = {p["step"]: p["domain_loss"] for p in points if np.isclose(p["domain_share"], share)}
+    if every not in by_step or 2 * every not in by_step:
+        raise StageError(
+            f"{where}: no domain loss at steps {every} and {2 * every} of a proxy at domain share {share:.3f}; a "
+            "reference plan must share this plan's largest plan.domain_shares and plan.proxy_eval_every"
+        )
+    return laws.early_run_coefficients(by_step[every], by_step[2 * every])
+
+
+def _cross_domain(
+    ctx: StageContext, inputs: dict[str, Any], params: PlanParams, references: dict[str, Path]
+) -> tuple[dict[str, Any], dict[float, str]]:
+    """The cross-domain mode: the other domains' plans and this domain's early run predict its laws."""
+    if len(references) < 2:
+        raise StageError(
+            f"plan: the cross-domain law needs finished plans of at least 2 other domains (3 or more predict "
+            f"better), got {REFERENCE_PREFIX}{', '.join(references)}"
+        )
+    share, every = max(params.domain_shares), params.proxy_eval_every
+    tokens_per_step = params.cpt.batch_size * params.cpt.seq_len
+    rows: dict[str, list[tuple[float, ...]]] = {"domain": [], "general": []}
+    coefficients: dict[str, tuple[float, float]] = {}
+    for name, path in sorted(references.items()):
+        where = f"plan input {REFERENCE_PREFIX}{name}"
+        reference = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "cross_domain" in reference:
+            raise StageError(f"{where}: a cross-domain plan; a reference must be a plan measured on its own grid")
+        steps = {p["tokens"] / p["step"] for p in reference["points"] if p["step"] > 0}
+        if steps != {tokens_per_step}:
+            raise StageError(
+                f"{where}: its proxies trained {sorted(steps)} tokens per step, this plan {tokens_per_step} "
+                "(cpt.batch_size x cpt.seq_len); references must train as this domain's proxies do"
+            )
+        k1, k2 = coefficients[name] = _early_coefficients(reference["points"], share, every, where)
+        for point in reference["points"]:
+            if point["step"] > 0:
+                for kind in rows:
+                    r = laws.law_share(kind, point["domain_share"])
+                    rows[kind].append((1.0, point["tokens"], r, k1, k2, point[f"{kind}_loss"]))
+
+    early_folder = f"early_run_share_{share:.3f}"
+    early = _proxy(ctx, inputs, params, share, folder_name=early_folder, stop_after=2 * every)
+    k1, k2 = _early_coefficients(early, share, every, "plan: this domain's early run")
+    base = _base_losses(early)
+    fits, quality = {}, {}
+    for kind, table in rows.items():
+        data = np.array(table)
+        fit = laws.fit_cross_domain(*data[:, :5].T, data[:, 5], starts=params.fit_starts)
+        fits[kind] = fit
+        held_out = {}
+        for name, (rk1, rk2) in coefficients.items():  # leave one reference domain out
+            mask = np.isclose(data[:, 3], rk1) & np.isclose(data[:, 4], rk2)
+            partial = laws.fit_cross_domain(*data[~mask, :5].T, data[~mask, 5], starts=params.fit_starts)
+            predicted = partial.predict(data[mask, :5])
+            held_out[name] = float(np.mean(np.abs(predicted - data[mask, 5]) / data[mask, 5]))
+        quality[kind] = {
+            "huber": fit.objective,
+            "r2": fit.r2,
+            "mean_abs_rel_error": fit.mean_abs_rel_error,
+            "leave_one_domain_out": held_out,
+            "leave_one_domain_out_mean": float(np.mean(list(held_out.values()))),
+        }
+    here = {kind: laws.at_domain(fits[kind], k1, k2) for kind in fits}
+    chosen = _choose(here["domain"], here["general"], params, base)
+    points, folders = list(early), {share: early_folder}
+    cross: dict[str, Any] = {
+        "references": {name: {"k1": c[0], "k2": c[1]} for name, c in coefficients.items()},
+        "domain": {"k1": k1, "k2": k2},
+        "early_run": {"domain_share": share, "steps": 2 * every, "tokens": 2 * every * tokens_per_step},
+    }
+    if params.check_proxy is not False:
+        checked_share = round(chosen["domain_share"], 3)
+        measured = [p for p in _proxy(ctx, inputs, params, checked_share) if p["step"] > 0]
+        cross["check"] = {"domain_share": checked_share}
+        for kind in ("domain", "general"):
+            x = np.array([[1.0, p["tokens"], laws.law_share(kind, checked_share)] for p in measured])
+            loss = np.array([p[f"{kind}_loss"] for p in measured])
+            predicted = here[kind].predict(x)
+            cross["check"][kind] = {
+                "tokens": [p["tokens"] for p in measured],
+                "measured": loss.tolist(),
+                "predicted": predicted.tolist(),
+                "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
+                "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
+            }
+        points += measured
+        folders[checked_share] = _proxy_folder(checked_share)
+    result = {
+        "objective": params.objective,
+        "target_tokens": params.cpt.max_tokens,
+        "base_loss": {"general": base[0], "domain": base[1]},
+        "chosen": chosen,
+        "fits": {
+            kind: {
+                "params": laws.cross_domain_params(fits[kind], k1, k2),
+                "raw": fits[kind].params,
+                "quality": quality[kind],
+            }
+            for kind in fits
+        },
+        "points": points,
+        "cross_domain": cross,
+    }
+    return result, folders
+
+
+def _finish(ctx: StageContext, result: dict[str, Any], folders: dict[float, str]) -> dict[str, Any]:
+    """Write plan.json and the proxies' index (domain share -> folder of that proxy's curves); the metrics."""
     out = ctx.out_dir / "plan.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    chosen = result["chosen"]
     ctx.log.info("plan: chose replay ratio %.3f (%s)", chosen["replay_ratio"], chosen)
     metrics = {
         "replay_ratio": chosen["replay_ratio"],
         "predicted_domain_loss": chosen["predicted_domain_loss"],
         "predicted_general_loss": chosen["predicted_general_loss"],
-        "domain_leave_one_ratio_out": domain_quality["leave_one_ratio_out_mean"],
-        "general_leave_one_ratio_out": general_quality["leave_one_ratio_out_mean"],
-        "domain_leave_largest_budget_out": domain_quality["leave_largest_budget_out"],
-        "general_leave_largest_budget_out": general_quality["leave_largest_budget_out"],
     }
+    for kind in ("domain", "general"):
+        quality = result["fits"][kind]["quality"]
+        for name in ("leave_one_ratio_out_mean", "leave_largest_budget_out", "leave_one_domain_out_mean"):
+            if name in quality:
+                metrics[f"{kind}_{name.removesuffix('_mean')}"] = quality[name]
+    check = result.get("cross_domain", {}).get("check")
+    if check:
+        metrics |= {f"check_{kind}_error": check[kind]["mean_abs_rel_error"] for kind in ("domain", "general")}
     proxies = ctx.out_dir / "proxies"  # declared, with an index, so the report never parses folder names
-    index = [{"domain_share": s, "curves": f"{_proxy_folder(s)}/curves.jsonl"} for s in params.domain_shares]
+    index = [{"domain_share": share, "curves": f"{folder}/curves.jsonl"} for share, folder in folders.items()]
     (proxies / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return {"outputs": {"plan": out, "proxies": proxies}, "metrics": metrics}
 
@@ -175,9 +350,10 @@ SPEC = StageSpec(
     version=3,
     params=PlanParams,
     inputs=("model", "packed"),
+    input_prefixes=(REFERENCE_PREFIX,),
     wiring=Wiring(inputs={"model": "model.model", "packed": "pack.packed"}, with_section=True),
     accelerated=True,
     run=run,
-    doc="Proxy CPT runs, D-CPT Law fits, and the replay ratio for the recipe's objective.",
+    doc="Proxy CPT runs (or other domains' plans and an early run), D-CPT Law fits, the replay ratio.",
     libraries=("torch", "transformers", "scipy", "numpy"),
 )

@@ -211,23 +211,23 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
         f"{chosen['predicted_domain_loss']:.4f}, general loss {chosen['predicted_general_loss']:.4f} "
         f"(base: domain {plan['base_loss']['domain']:.4f}, general {plan['base_loss']['general']:.4f})."
     )
+    held_out = [
+        (key, label)
+        for key, label in (
+            ("leave_one_ratio_out_mean", "leave-one-ratio-out error"),
+            ("leave_largest_budget_out", "leave-largest-budget-out error"),
+            ("leave_one_domain_out_mean", "leave-one-domain-out error"),
+        )
+        if key in plan["fits"]["domain"]["quality"]
+    ]
     quality_rows = []
     for kind in ("domain", "general"):
         q = plan["fits"][kind]["quality"]
         quality_rows.append(
-            [
-                kind,
-                f"{q['huber']:.2e}",
-                f"{q['r2']:.4f}",
-                f"{100 * q['mean_abs_rel_error']:.2f}%",
-                f"{100 * q['leave_one_ratio_out_mean']:.2f}%",
-                f"{100 * q['leave_largest_budget_out']:.2f}%",
-            ]
+            [kind, f"{q['huber']:.2e}", f"{q['r2']:.4f}", f"{100 * q['mean_abs_rel_error']:.2f}%"]
+            + [f"{100 * q[key]:.2f}%" for key, _ in held_out]
         )
-    quality = (
-        ["law", "Huber (log-loss)", "R²", "fit error", "leave-one-ratio-out error", "leave-largest-budget-out error"],
-        quality_rows,
-    )
+    quality = (["law", "Huber (log-loss)", "R²", "fit error", *(label for _, label in held_out)], quality_rows)
     proxies = (
         ["domain share", "tokens", "domain loss", "general loss"],
         [
@@ -257,12 +257,51 @@ def _plan_sections(plan: dict[str, Any], cpt_metrics: dict[str, Any]) -> tuple[l
         grid,
         {kind: (tokens, share, measured[kind]) for kind in ("domain", "general")},
     )
-    return [
+    sections = [
         ("Mixture plan (D-CPT Law)", choice),
         ("Plan: fit quality (errors are mean absolute relative errors of loss)", quality),
         ("Plan: proxy runs (the base model's losses at 0 tokens are in the line above)", proxies),
         ("Plan: prediction against the real cpt run", check),
-    ], image
+    ]
+    if "cross_domain" in plan:
+        sections[1:1] = _cross_domain_sections(plan["cross_domain"])
+    return sections, image
+
+
+def _cross_domain_sections(cross: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Where a cross-domain plan's laws came from (each domain's early-run coefficients) and its check proxy."""
+    early = cross["early_run"]
+    coefficients = (
+        ["domain", "k1 (first loss)", "k2 (relative decline)"],
+        [[f"{name} (reference)", f"{c['k1']:.4f}", f"{c['k2']:.4f}"] for name, c in cross["references"].items()]
+        + [["this domain (early run)", f"{cross['domain']['k1']:.4f}", f"{cross['domain']['k2']:.4f}"]],
+    )
+    sections: list[tuple[str, Any]] = [
+        (
+            f"Plan: Cross-Domain D-CPT Law, fitted on {len(cross['references'])} other domains' plans; this domain "
+            f"measured only its early run ({early['steps']} steps, {early['tokens']} tokens at domain share "
+            f"{early['domain_share']:.2f})",
+            coefficients,
+        )
+    ]
+    if "check" in cross:
+        check = cross["check"]
+        rows = [
+            [kind, str(tokens), f"{predicted:.4f}", f"{measured:.4f}", f"{100 * (predicted / measured - 1):+.2f}%"]
+            for kind in ("domain", "general")
+            for tokens, predicted, measured in zip(
+                check[kind]["tokens"], check[kind]["predicted"], check[kind]["measured"], strict=True
+            )
+        ]
+        sections.append(
+            (
+                f"Plan: the law's prediction against one full proxy of this domain at the chosen share "
+                f"{check['domain_share']:.2f} (mean error: domain {100 * check['domain']['mean_abs_rel_error']:.2f}%, "
+                f"general {100 * check['general']['mean_abs_rel_error']:.2f}%)",
+                (["loss", "tokens", "predicted", "measured", "relative error"], rows),
+            )
+        )
+    return sections
 
 
 DOC_PREFIX = "doc_translation_"

@@ -205,3 +205,50 @@ def test_cross_domain_law_predicts_a_new_domain_from_its_early_run():
     predicted = fit.predict(x[new])
     truth_new = _cross(truth, x[new])
     assert np.mean(np.abs(predicted - truth_new) / truth_new) < 0.02
+
+
+def _cross_truth(e: float, b: float, c: float, gamma: float, f: float) -> np.ndarray:
+    """Cross-Domain law parameters (log form, CROSS_NAMES order): losses near SmolLM2's on our corpora."""
+    return np.array(
+        [np.log(e), -30.0, 0.0, np.log(b), 0.3, 0.35, np.log(c), gamma, np.log(0.02), np.log(f), 1.0, np.log(3.0)]
+    )
+
+
+def test_cross_domain_plan_chooses_a_new_domains_ratio_as_its_true_law_would():
+    """Fit the law on three domains' grids (domain and general loss), specialise it to a fourth domain's (k1, k2)
+    alone, and choose that domain's replay ratio: the choice and its predicted losses match the true law's, and
+    differ from what the same law chooses for a reference domain (the early run's K decides). The general
+    bound (2.38 + 2%) crosses the general loss where it rises with the domain share, so the choice is well posed."""
+    from eval.laws import CROSS_NAMES, Fit, _cross, at_domain, cross_domain_params, fit_cross_domain
+
+    truth = {"domain": _cross_truth(1.5, 5.0, 0.3, 0.4, 0.5), "general": _cross_truth(1.6, 10.0, 0.15, 0.6, 0.2)}
+    references, new = [(2.0, 0.03), (2.6, 0.12), (3.4, 0.20)], (2.2, 0.05)
+    grid = np.meshgrid([0.25, 0.5, 0.75, 1.0], np.geomspace(2e3, 2e4, 5), indexing="ij")
+    share, d = (g.ravel() for g in grid)
+    fits, true_laws = {}, {}
+    for kind, theta in truth.items():
+        r = share if kind == "domain" else 1 - share
+        x = np.vstack(
+            [
+                np.column_stack([np.ones_like(r), d, r, np.full_like(r, k1), np.full_like(r, k2)])
+                for k1, k2 in references
+            ]
+        )
+        loss = _cross(theta, x) * (1 + 0.002 * np.random.default_rng(2).standard_normal(len(x)))
+        fits[kind] = at_domain(fit_cross_domain(*x.T, loss, starts=24), *new)
+        true_laws[kind] = Fit(CROSS_NAMES, theta, 0.0, _cross)
+        # The specialised law is a plain D-CPT law: F/K^mu folds into E.
+        probe = np.array([[1.0, 8e3, 0.3], [1.0, 3e4, 0.9]])
+        assert np.allclose(dcpt_loss(*probe.T, cross_domain_params(fits[kind], *new)), fits[kind].predict(probe))
+
+    def choose(domain, general):
+        return choose_ratio(domain, general, 1.0, 3.2e4, "constrained", general_base_loss=2.38, max_general_rise=0.02)
+
+    chosen = choose(fits["domain"], fits["general"])
+    expected = choose(*(at_domain(true_laws[kind], *new) for kind in ("domain", "general")))
+    as_reference = choose(*(at_domain(true_laws[kind], *references[1]) for kind in ("domain", "general")))
+    assert abs(expected["domain_share"] - as_reference["domain_share"]) >= 0.05
+    assert abs(chosen["domain_share"] - expected["domain_share"]) <= 0.03
+    for kind in ("domain", "general"):
+        key = f"predicted_{kind}_loss"
+        assert abs(chosen[key] - expected[key]) / expected[key] < 0.01
