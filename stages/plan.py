@@ -13,8 +13,9 @@ keeps the model size fixed (the A/N^alpha term folds into E), and it makes the l
 directly checkable against the real cpt run at the chosen ratio.
 
 Cross-domain mode (Que et al. 2024, section 3.3), when the node's ``plan@<domain>`` inputs name finished plans
-of other domains (same base model, proxy settings and cpt params): no grid here. One early run, the first
-two evaluations of the proxy at the largest domain share, measures this domain's learnability (k1, k2); the
+of other domains (same base model, proxy settings and cpt params): no grid here. One early run, the proxy at
+the largest domain share stopped after its first two evaluations past warmup, measures this domain's
+learnability (k1, k2: first loss, relative decline); the
 Cross-Domain D-CPT Law, fitted on the other domains' proxies with each domain's own (k1, k2), predicts this
 domain's laws, and the ratio is chosen from them. Its errors: leave one reference domain out, and one full
 proxy of this domain at the chosen share (``check_proxy``), predicted against measured.
@@ -23,6 +24,7 @@ proxy of this domain at the chosen share (``check_proxy``), predicted against me
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,15 +214,25 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanParams) -> dict[s
     return _finish(ctx, result, {share: _proxy_folder(share) for share in params.domain_shares})
 
 
-def _early_coefficients(points: list[dict[str, Any]], share: float, every: int, where: str) -> tuple[float, float]:
-    """(k1, k2) from the domain losses at steps ``every`` and ``2 * every`` of the proxy at ``share``."""
+def _early_coefficients(points: list[dict[str, Any]], share: float, steps: tuple[int, int], where: str) -> tuple:
+    """(k1, k2) from the domain losses at ``steps`` (the first two evaluations after warmup) of the proxy at
+    ``share``."""
     by_step = {p["step"]: p["domain_loss"] for p in points if np.isclose(p["domain_share"], share)}
-    if every not in by_step or 2 * every not in by_step:
+    if any(step not in by_step for step in steps):
         raise StageError(
-            f"{where}: no domain loss at steps {every} and {2 * every} of a proxy at domain share {share:.3f}; a "
-            "reference plan must share this plan's largest plan.domain_shares and plan.proxy_eval_every"
+            f"{where}: no domain loss at steps {steps[0]} and {steps[1]} of a proxy at domain share {share:.3f}; a "
+            "reference plan must share this plan's largest plan.domain_shares, plan.proxy_eval_every and "
+            "plan.proxy_tokens"
         )
-    return laws.early_run_coefficients(by_step[every], by_step[2 * every])
+    return laws.early_run_coefficients(by_step[steps[0]], by_step[steps[1]])
+
+
+def _warmup_steps(params: PlanParams) -> int:
+    """Steps of a proxy's warmup, as the Trainer counts them: the evaluations up to here saw little or no
+    training (the first update runs at rate 0), so they measure neither learnability nor a budget."""
+    steps = max(1, params.proxy_tokens // params.cpt.seq_len // params.cpt.batch_size)
+    fraction = params.cpt.warmup_fraction
+    return math.ceil(fraction * steps) if fraction < 1 else int(fraction)
 
 
 def _cross_domain(
@@ -232,7 +244,9 @@ def _cross_domain(
             f"plan: the cross-domain law needs finished plans of at least 2 other domains (3 or more predict "
             f"better), got {REFERENCE_PREFIX}{', '.join(references)}"
         )
-    share, every = max(params.domain_shares), params.proxy_eval_every
+    share, every, warmup = max(params.domain_shares), params.proxy_eval_every, _warmup_steps(params)
+    first = (warmup // every + 1) * every
+    early_steps = (first, first + every)
     tokens_per_step = params.cpt.batch_size * params.cpt.seq_len
     rows: dict[str, list[tuple[float, ...]]] = {"domain": [], "general": []}
     coefficients: dict[str, tuple[float, float]] = {}
@@ -247,16 +261,16 @@ def _cross_domain(
                 f"{where}: its proxies trained {sorted(steps)} tokens per step, this plan {tokens_per_step} "
                 "(cpt.batch_size x cpt.seq_len); references must train as this domain's proxies do"
             )
-        k1, k2 = coefficients[name] = _early_coefficients(reference["points"], share, every, where)
+        k1, k2 = coefficients[name] = _early_coefficients(reference["points"], share, early_steps, where)
         for point in reference["points"]:
-            if point["step"] > 0:
+            if point["step"] > warmup:
                 for kind in rows:
                     r = laws.law_share(kind, point["domain_share"])
                     rows[kind].append((1.0, point["tokens"], r, k1, k2, point[f"{kind}_loss"]))
 
     early_folder = f"early_run_share_{share:.3f}"
-    early = _proxy(ctx, inputs, params, share, folder_name=early_folder, stop_after=2 * every)
-    k1, k2 = _early_coefficients(early, share, every, "plan: this domain's early run")
+    early = _proxy(ctx, inputs, params, share, folder_name=early_folder, stop_after=early_steps[1])
+    k1, k2 = _early_coefficients(early, share, early_steps, "plan: this domain's early run")
     base = _base_losses(early)
     fits, quality = {}, {}
     for kind, table in rows.items():
@@ -282,11 +296,17 @@ def _cross_domain(
     cross: dict[str, Any] = {
         "references": {name: {"k1": c[0], "k2": c[1]} for name, c in coefficients.items()},
         "domain": {"k1": k1, "k2": k2},
-        "early_run": {"domain_share": share, "steps": 2 * every, "tokens": 2 * every * tokens_per_step},
+        "early_run": {
+            "domain_share": share,
+            "steps": early_steps[1],
+            "tokens": early_steps[1] * tokens_per_step,
+            "coefficient_steps": list(early_steps),
+        },
     }
     if params.check_proxy is not False:
         checked_share = round(chosen["domain_share"], 3)
-        measured = [p for p in _proxy(ctx, inputs, params, checked_share) if p["step"] > 0]
+        check_points = _proxy(ctx, inputs, params, checked_share)
+        measured = [p for p in check_points if p["step"] > warmup]
         cross["check"] = {"domain_share": checked_share}
         for kind in ("domain", "general"):
             x = np.array([[1.0, p["tokens"], laws.law_share(kind, checked_share)] for p in measured])
@@ -299,7 +319,7 @@ def _cross_domain(
                 "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
                 "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
             }
-        points += measured
+        points += [p for p in check_points if p["step"] > 0]
         folders[checked_share] = _proxy_folder(checked_share)
     result = {
         "objective": params.objective,

@@ -41,8 +41,8 @@ def _reference_plan(k1: float, k2: float, tokens_per_step: int = TOKENS_PER_STEP
             for kind, theta in TRUTH.items():
                 x = np.array([[1.0, max(step, 0.5) * tokens_per_step, laws.law_share(kind, share), k1, k2]])
                 point[f"{kind}_loss"] = float(laws._cross(theta, x)[0])
-            if share == 1.0 and step in (1, 2):  # what the early run measures: the coefficients themselves
-                point["domain_loss"] = k1 if step == 1 else k1 * (1 - k2)
+            if share == 1.0 and step in (2, 3):  # what the early run measures (step 1 is warmup): (k1, k2)
+                point["domain_loss"] = k1 if step == 2 else k1 * (1 - k2)
             points.append(point)
     return {"points": points, "chosen": {}, "fits": {}}
 
@@ -74,24 +74,26 @@ def test_cross_domain_plan_runs_only_an_early_run_then_checks_its_prediction(pac
     result = plan_stage.run(StageContext(out), inputs | _references(folder, coefficients), params)
     plan = json.loads(result["outputs"]["plan"].read_text())
     cross = plan["cross_domain"]
-    # Each reference's learnability is read from its proxy at the largest share, steps 1 and 2.
+    # Each reference's learnability is read from its proxy at the largest share, at the first two evaluations
+    # after the warmup step (4 steps x warmup_fraction 0.1: one step, at rate 0).
     for name, (k1, k2) in coefficients.items():
         assert cross["references"][name] == pytest.approx({"k1": k1, "k2": k2})
-    # No grid here: the early run stopped after two steps of the share-1.0 proxy ...
+    # No grid here: the early run stopped after three of the share-1.0 proxy's four steps ...
     early = [p for p in plan["points"] if p["domain_share"] == 1.0]
-    assert [p["step"] for p in early] == [0, 1, 2] and cross["early_run"]["tokens"] == 2 * TOKENS_PER_STEP
+    assert [p["step"] for p in early] == [0, 1, 2, 3] and cross["early_run"]["tokens"] == 3 * TOKENS_PER_STEP
+    assert cross["early_run"]["coefficient_steps"] == [2, 3]
     assert (cross["domain"]["k1"], 1 - cross["domain"]["k2"]) == pytest.approx(
-        (early[1]["domain_loss"], early[2]["domain_loss"] / early[1]["domain_loss"])
+        (early[2]["domain_loss"], early[3]["domain_loss"] / early[2]["domain_loss"])
     )
     # ... and one full proxy at the chosen share measured the law's prediction there.
     check = cross["check"]
     assert check["domain_share"] == round(plan["chosen"]["domain_share"], 3)
-    assert check["domain"]["tokens"] == [step * TOKENS_PER_STEP for step in range(1, 5)]
+    assert check["domain"]["tokens"] == [step * TOKENS_PER_STEP for step in range(2, 5)]  # past warmup
     for kind in ("domain", "general"):
         measured, predicted = np.array(check[kind]["measured"]), np.array(check[kind]["predicted"])
         assert check[kind]["mean_abs_rel_error"] == pytest.approx(np.mean(np.abs(predicted - measured) / measured))
         # The law at this domain, in plain D-CPT form, is what the report plots.
-        x = [1.0] * 4, check[kind]["tokens"], [laws.law_share(kind, check["domain_share"])] * 4
+        x = [1.0] * 3, check[kind]["tokens"], [laws.law_share(kind, check["domain_share"])] * 3
         assert np.allclose(laws.dcpt_loss(*x, plan["fits"][kind]["params"]), predicted)
         assert set(plan["fits"][kind]["quality"]["leave_one_domain_out"]) == set(coefficients)
     assert result["metrics"]["check_domain_error"] == check["domain"]["mean_abs_rel_error"]
