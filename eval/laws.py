@@ -360,6 +360,62 @@ def fit_cpt_curve(s1: np.ndarray, s2: np.ndarray, loss: np.ndarray) -> Fit:
     return _fit(CURVE_NAMES, _curve, np.column_stack([s1, s2]), loss, [np.array(s) for s in grid], bounds)
 
 
+def _areas_at(rates: Sequence[float], steps: Sequence[int], scale: float) -> np.ndarray:
+    """[S1, S2] after each of ``steps`` updates of a schedule (``rates``: one per update, in units of ``scale``)."""
+    s1, s2 = schedule_areas(np.asarray(rates, dtype=float) / scale)
+    s1, s2 = np.concatenate([[0.0], s1]), np.concatenate([[0.0], s2])
+    at = np.asarray(steps, dtype=int)
+    return np.column_stack([s1[at], s2[at]])
+
+
+def fit_schedule_runs(runs: Sequence[tuple[Sequence[float], Sequence[int], Sequence[float]]], scale: float) -> Fit:
+    """The learning-dynamics law fitted jointly to several runs, each ``(rates per update, evaluated steps, losses)``:
+    runs under different schedules (a constant rate, a decay) separate the S1 and S2 terms."""
+    x = np.vstack([_areas_at(rates, steps, scale) for rates, steps, _ in runs])
+    loss = np.concatenate([np.asarray(losses, dtype=float) for _, _, losses in runs])
+    return fit_cpt_curve(x[:, 0], x[:, 1], loss)
+
+
+def final_loss(fit: Fit, rates: Sequence[float], scale: float) -> float:
+    """The law's loss after the last update of a schedule."""
+    return float(fit.predict(_areas_at(rates, [len(rates)], scale))[0])
+
+
+def choose_schedule(
+    domain_fit: Fit,
+    general_fit: Fit,
+    candidates: dict[str, Sequence[float]],
+    scale: float,
+    objective: str,
+    general_base_loss: float,
+    domain_base_loss: float,
+    max_general_rise: float = 0.02,
+    domain_weight: float = 0.5,
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """The candidate schedule (name -> rate per update) whose predicted final losses best meet ``objective``:
+    ``constrained`` (lowest domain loss with general loss at most ``max_general_rise`` above base; with none
+    allowed, the least general harm) or ``balanced`` (weighted relative losses). Returns the name and every
+    candidate's predictions."""
+    predicted = {
+        name: {"domain": final_loss(domain_fit, rates, scale), "general": final_loss(general_fit, rates, scale)}
+        for name, rates in candidates.items()
+    }
+    if objective == "constrained":
+        bound = (1 + max_general_rise) * general_base_loss
+        allowed = [name for name, p in predicted.items() if p["general"] <= bound]
+        if not allowed:
+            return min(predicted, key=lambda n: predicted[n]["general"]), predicted
+        return min(allowed, key=lambda n: predicted[n]["domain"]), predicted
+    if objective == "balanced":
+
+        def score(name: str) -> float:
+            relative = predicted[name]["domain"] / domain_base_loss, predicted[name]["general"] / general_base_loss
+            return domain_weight * relative[0] + (1 - domain_weight) * relative[1]
+
+        return min(predicted, key=score), predicted
+    raise ValueError(f"unknown objective '{objective}': constrained or balanced")
+
+
 def _logged_points(history: list[dict], kind: str, scale: float | None) -> tuple[np.ndarray, ...] | None:
     """(steps, S1, S2, loss, scale) at a log's ``eval_<kind>_loss`` points; S1 in steps at rate ``scale``."""
     lr_by_step = {r["step"]: r["learning_rate"] for r in history if "learning_rate" in r and "step" in r}

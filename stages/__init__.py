@@ -6,8 +6,21 @@ places it, in this order, so the engine names no stage.
 
 from __future__ import annotations
 
-from stages import compare, corpus, cpt, doc_translation, evaluate, merge, model, pack, plan, report, sft
+from stages import (
+    compare,
+    corpus,
+    cpt,
+    doc_translation,
+    evaluate,
+    merge,
+    model,
+    pack,
+    plan,
+    plan_schedule,
+    report,
+    sft,
+)
 from stages.base import StageSpec
 
-STAGES = (model, corpus, pack, plan, cpt, sft, merge, evaluate, doc_translation, report, compare)
+STAGES = (model, corpus, pack, plan, plan_schedule, cpt, sft, merge, evaluate, doc_translation, report, compare)
 REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in STAGES}

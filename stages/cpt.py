@@ -22,6 +22,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[st
         chosen = json.loads(Path(inputs["plan"]).read_text(encoding="utf-8"))["chosen"]
         params = params.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
         ctx.log.info("replay ratio %.3f chosen by the plan stage", chosen["replay_ratio"])
+    if inputs.get("schedule"):
+        chosen = json.loads(Path(inputs["schedule"]).read_text(encoding="utf-8"))["chosen"]
+        schedule = {key: chosen[key] for key in ("learning_rate", "schedule", "decay_fraction")}
+        params = params.model_copy(update=schedule)
+        ctx.log.info("schedule %s chosen by the plan_schedule stage: %s", chosen["name"], schedule)
     if params.num_processes > 1 and not launch.in_worker():
         return launch.relaunch("cpt", ctx, inputs, params)
     trainer, tokenizer, metrics = train(ctx.out_dir, inputs["model"], Path(inputs["packed"]), params, ctx.log)
@@ -47,8 +52,16 @@ SPEC = StageSpec(
     version=5,
     params=CptParams,
     inputs=("model", "packed"),
-    optional_inputs=("plan",),
-    wiring=Wiring(inputs={"model": "model.model", "packed": "pack.packed", "plan": "plan.plan"}, model="model"),
+    optional_inputs=("plan", "schedule"),
+    wiring=Wiring(
+        inputs={
+            "model": "model.model",
+            "packed": "pack.packed",
+            "plan": "plan.plan",
+            "schedule": "plan_schedule.schedule",
+        },
+        model="model",
+    ),
     accelerated=True,
     run=run,
     doc="Continual pre-training with replay (share of general tokens), resumable, curves logged.",

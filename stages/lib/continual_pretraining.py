@@ -131,6 +131,45 @@ def build_stream(packed: Path, params: CptParams) -> tuple[PackedBlocks, dict[st
     return PackedBlocks(packed, rows), validation, info
 
 
+def scheduler_choice(params: CptParams, steps: int) -> tuple[str, dict[str, Any]]:
+    """transformers' scheduler name and kwargs for ``params.schedule`` over ``steps`` optimizer steps."""
+    return {
+        "cosine": ("cosine_with_min_lr", {"min_lr_rate": params.min_lr_ratio}),
+        "warmup_stable_decay": (
+            "warmup_stable_decay",
+            {"num_decay_steps": max(1, round(steps * params.decay_fraction)), "min_lr_ratio": params.min_lr_ratio},
+        ),
+        "constant": ("constant_with_warmup", {}),
+    }[params.schedule]
+
+
+def training_steps(params: CptParams) -> int:
+    """Optimizer steps of a run of ``params`` (``build_stream``'s blocks over the batch size)."""
+    return max(1, params.max_tokens // params.seq_len // params.batch_size)
+
+
+def learning_rates(params: CptParams) -> list[float]:
+    """The rate of each optimizer update of a run of ``params``, from the scheduler the Trainer builds (on a
+    one-parameter optimizer, so the learning-dynamics law can price a schedule without training it)."""
+    import math
+
+    import torch
+    from transformers import get_scheduler
+
+    steps = training_steps(params)
+    name, kwargs = scheduler_choice(params, steps)
+    fraction = params.warmup_fraction
+    warmup = math.ceil(fraction * steps) if fraction < 1 else int(fraction)  # as TrainingArguments counts it
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=params.learning_rate)
+    scheduler = get_scheduler(name, optimizer, warmup, steps, scheduler_specific_kwargs=kwargs)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
 def _last_eval(history: list[dict[str, Any]], step: int) -> dict[str, float]:
     """Held-out losses logged at ``step``, if the schedule already evaluated there (saves a pass)."""
     found = {}
@@ -156,14 +195,7 @@ def train(
     blocks, validation, info = build_stream(packed, params)
     log.info("cpt stream: %s", info)
     steps = max(1, len(blocks) // params.batch_size)
-    schedule, scheduler_kwargs = {
-        "cosine": ("cosine_with_min_lr", {"min_lr_rate": params.min_lr_ratio}),
-        "warmup_stable_decay": (
-            "warmup_stable_decay",
-            {"num_decay_steps": max(1, round(steps * params.decay_fraction)), "min_lr_ratio": params.min_lr_ratio},
-        ),
-        "constant": ("constant_with_warmup", {}),
-    }[params.schedule]
+    schedule, scheduler_kwargs = scheduler_choice(params, steps)
     args = TrainingArguments(
         **common_arguments(out_dir, params.seed, list(params.report_to), 1),
         per_device_train_batch_size=params.micro_batch_size,

@@ -27,6 +27,7 @@ def check(sections: Mapping[str, Params], raw: Mapping[str, Any], placed: set[st
     """Problems across sections, each naming its dotted key; ``placed`` holds the stages the graph runs."""
     problems = []
     corpus, cpt, plan, pack = (sections.get(name) for name in ("corpus", "cpt", "plan", "pack"))
+    schedule = sections.get("plan_schedule")
     if corpus is not None and "sft" in placed:
         missing = corpus.missing_sft_pairs()
         if missing:
@@ -42,6 +43,15 @@ def check(sections: Mapping[str, Params], raw: Mapping[str, Any], placed: set[st
             f"plan.proxy_tokens: {plan.proxy_tokens} is under one block of cpt.seq_len={cpt.seq_len}; "
             f"give each proxy {cpt.seq_len} tokens or more"
         )
+    if schedule is not None and cpt is not None:
+        step = cpt.seq_len * cpt.batch_size
+        fit_tokens = schedule.fit_tokens or cpt.max_tokens // 2
+        if fit_tokens < 3 * step * schedule.fit_eval_every:
+            problems.append(
+                f"plan_schedule.fit_tokens: {fit_tokens} tokens make fewer than 3 loss points at "
+                f"plan_schedule.fit_eval_every={schedule.fit_eval_every} (a step is cpt.seq_len x cpt.batch_size = "
+                f"{step} tokens); give it {3 * step * schedule.fit_eval_every} or more"
+            )
     if pack is not None and cpt is not None and "seq_len" in (raw.get("pack") or {}) and pack.seq_len != cpt.seq_len:
         problems.append(f"pack.seq_len: {pack.seq_len} differs from cpt.seq_len {cpt.seq_len}; set cpt.seq_len alone")
     return problems
@@ -62,4 +72,7 @@ def adjust(sections: dict[str, Params], stage_of: Mapping[str, str]) -> dict[str
             # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
             proxy_cpt = cpt.model_copy(update={"replay_ratio": None, "report_to": []})
             adjusted[section] = adjusted[section].model_copy(update={"cpt": proxy_cpt})
+        elif stage == "plan_schedule" and section in adjusted:
+            # Its runs train as cpt will (ratio included), except for the rates and the budget they vary.
+            adjusted[section] = adjusted[section].model_copy(update={"cpt": cpt.model_copy(update={"report_to": []})})
     return adjusted

@@ -252,3 +252,47 @@ def test_cross_domain_plan_chooses_a_new_domains_ratio_as_its_true_law_would():
     for kind in ("domain", "general"):
         key = f"predicted_{kind}_loss"
         assert abs(chosen[key] - expected[key]) / expected[key] < 0.01
+
+
+def _warmup_stable_decay(peak: float, steps: int, decay: float, floor: float = 0.1) -> list[float]:
+    """Rate per update: one warmup step at 0, the peak, then a linear decay to floor * peak over ``decay``."""
+    decay_steps = max(1, round(steps * decay))
+    rates = [0.0]
+    for i in range(1, steps):
+        done = (i - (steps - decay_steps)) / decay_steps
+        rates.append(peak if done < 0 else peak * (floor + (1 - floor) * (1 - done)))
+    return rates
+
+
+def test_learning_dynamics_law_chooses_peak_rate_and_decay_as_the_true_law_would():
+    """Two short runs (a constant high rate, a decay at the base rate) fit the law for domain loss (B < 0) and
+    general loss (B > 0: forgetting); among 12 twice-as-long schedules (peak x decay length) the fitted law picks
+    what the true law picks under both objectives, and predicts every final loss within 0.3%."""
+    from eval.laws import CURVE_NAMES, Fit, _areas_at, choose_schedule, fit_schedule_runs
+
+    truth = {
+        "domain": np.array([2.0, 0.0, 2.0, 0.5, 0.005, -0.6, np.log(0.1), 0.5]),
+        "general": np.array([1.9, np.log(0.5), 3.0, 0.5, 0.003, 0.3, np.log(0.05), 0.7]),
+    }
+    fit_runs = [([0.0] + [4.0] * 7, range(9)), (_warmup_stable_decay(1.0, 8, 1.0), range(9))]
+    rng = np.random.default_rng(0)
+    fits, true_laws = {}, {}
+    for kind, theta in truth.items():
+        runs = [
+            (r, list(s), _curve(theta, _areas_at(r, s, 1.0)) * (1 + 1e-3 * rng.standard_normal(9))) for r, s in fit_runs
+        ]
+        fits[kind] = fit_schedule_runs(runs, scale=1.0)
+        true_laws[kind] = Fit(CURVE_NAMES, theta, 0.0, _curve)
+    candidates = {f"{lr}x-{d}": _warmup_stable_decay(lr, 16, d) for lr in (0.5, 1, 2, 4) for d in (0.2, 0.5, 1.0)}
+    base = {kind: float(_curve(theta, np.zeros((1, 2)))[0]) for kind, theta in truth.items()}
+    chosen_names = set()
+    for objective in ("constrained", "balanced"):
+        args = (candidates, 1.0, objective, base["general"], base["domain"], 0.04)
+        chosen, predicted = choose_schedule(fits["domain"], fits["general"], *args)
+        expected, true_losses = choose_schedule(true_laws["domain"], true_laws["general"], *args)
+        assert chosen == expected
+        chosen_names.add(chosen)
+        for name in candidates:
+            for kind in ("domain", "general"):
+                assert abs(predicted[name][kind] / true_losses[name][kind] - 1) < 3e-3
+    assert chosen_names == {"1x-1.0", "2x-1.0"}  # neither the highest rate nor the longest run at it
