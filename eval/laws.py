@@ -317,6 +317,43 @@ def cross_lingual_allocation(alpha: float, beta_prime: float, gamma: float) -> t
     return a, 1 - a
 
 
+# --- Joint N-D law: x = [N, D] ----------------------------------------------------------------
+
+JOINT_NAMES = ("e", "a", "alpha", "b", "gamma", "beta_prime")
+
+
+def _joint(theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    e, a, alpha, b, gamma, beta_prime = theta
+    log_n, log_d = np.log(x[:, 0]), np.log(x[:, 1])
+    return np.exp(e) + np.exp(a - alpha * log_n) + np.exp(b - gamma * log_n - beta_prime * log_d)
+
+
+def fit_joint_nd(n: np.ndarray, d: np.ndarray, loss: np.ndarray, starts: int = 64) -> Fit:
+    """Fit L = E + A/N^alpha + B/(N^gamma * D^beta'): Chinchilla's data term made to depend on model size
+    (the cross-lingual CPT law's joint N-D term); gamma > 0 means larger models learn more from each token."""
+    lo, hi = np.array([-2.0, 0.0, 0.0, 0.0, -0.3, 0.0]), np.array([2.0, 10.0, 1.0, 10.0, 0.5, 1.0])
+    points = lo + (hi - lo) * np.random.default_rng(0).random((starts, len(lo)))
+    bounds = [(-10, 10), (-30, 30), (0, 3), (-30, 30), (-2, 2), (0, 3)]
+    return _fit(JOINT_NAMES, _joint, np.column_stack([n, d]), loss, list(points), bounds)
+
+
+def joint_nd_params(fit: Fit) -> dict[str, float]:
+    """Plain parameters E, A, alpha, B, gamma, beta' of a joint N-D fit."""
+    p = fit.params
+    plain = {name: p[name] for name in ("alpha", "gamma", "beta_prime")}
+    return {"E": float(np.exp(p["e"])), "A": float(np.exp(p["a"])), "B": float(np.exp(p["b"])), **plain}
+
+
+def compute_optimal(fit: Fit, compute: float, n_range: tuple[float, float] = (1e3, 1e12)) -> dict[str, float]:
+    """The model size N (and data D = C / 6N) with the lowest loss a fit on x = [N, D] predicts at compute C
+    (FLOPs, C = 6 N D), searched on a fine log grid of N rather than from exponents, so it holds for any fit."""
+    n = np.geomspace(*n_range, 4001)
+    d = compute / (6 * n)
+    loss = fit.predict(np.column_stack([n, d]))
+    best = int(np.argmin(loss))
+    return {"compute": float(compute), "n": float(n[best]), "d": float(d[best]), "loss": float(loss[best])}
+
+
 # --- CPT learning-dynamics law --------------------------------------------------------------------
 
 

@@ -17,10 +17,25 @@ from stages import (
     pack,
     plan,
     plan_schedule,
+    plan_sizes,
     report,
     sft,
 )
 from stages.base import StageSpec
 
-STAGES = (model, corpus, pack, plan, plan_schedule, cpt, sft, merge, evaluate, doc_translation, report, compare)
+STAGES = (
+    model,
+    corpus,
+    pack,
+    plan,
+    plan_schedule,
+    plan_sizes,
+    cpt,
+    sft,
+    merge,
+    evaluate,
+    doc_translation,
+    report,
+    compare,
+)
 REGISTRY: dict[str, StageSpec] = {m.SPEC.name: m.SPEC for m in STAGES}

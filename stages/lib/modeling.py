@@ -100,3 +100,28 @@ def write_model_card(out: Path, card: str, details: dict[str, Any] | None = None
             "\n## How it was made\n\n```json\n" + json.dumps(details, indent=2, sort_keys=True, default=str) + "\n```\n"
         )
     (out / "README.md").write_text(text, encoding="utf-8")
+
+
+def build_from_config(shape: dict[str, Any], tokenizer: Any, out: Path, seed: int = 0) -> dict[str, int]:
+    """A model of ``shape`` (config keys; ``model_type`` default llama) with random weights (``seed``), sized to
+    ``tokenizer``'s vocabulary, saved with the tokenizer in ``out``. Returns its parameter counts: all, and
+    without the embedding tables (what Kaplan et al. found scaling laws follow at small sizes)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    special = {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = AutoConfig.for_model(**{**special, **shape, "model_type": shape.get("model_type", "llama")})
+    if config.vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {config.vocab_size} is under the tokenizer's {len(tokenizer)} tokens")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    parameters = sum(p.numel() for p in model.parameters())
+    embeddings = {id(m.weight): m.weight.numel() for m in (model.get_input_embeddings(), model.get_output_embeddings())}
+    return {"parameters": parameters, "non_embedding": parameters - sum(embeddings.values())}

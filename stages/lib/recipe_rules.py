@@ -72,6 +72,9 @@ def adjust(sections: dict[str, Params], stage_of: Mapping[str, str]) -> dict[str
             # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
             proxy_cpt = cpt.model_copy(update={"replay_ratio": None, "report_to": []})
             adjusted[section] = adjusted[section].model_copy(update={"cpt": proxy_cpt})
+        elif stage == "plan_sizes" and section in adjusted:
+            # Its runs train as cpt does (blocks, batch, rate, ratio), with their own models and budgets.
+            adjusted[section] = adjusted[section].model_copy(update={"cpt": cpt.model_copy(update={"report_to": []})})
         elif stage == "plan_schedule" and section in adjusted:
             # Its runs train as cpt will (ratio included), except for the rates and the budget they vary.
             adjusted[section] = adjusted[section].model_copy(update={"cpt": cpt.model_copy(update={"report_to": []})})
