@@ -378,3 +378,5 @@ class Runner:
         }
         final = self.store.commit(spec.name, decision.key, manifest)
         log.info("%s: done in %.1f s -> %s", node.name, finished - started, final)
+        for line in result.get("metrics", {}).get("summary", []):  # what a stage decided, said on the console
+            log.info("%s: %s", node.name, line)

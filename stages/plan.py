@@ -347,6 +347,10 @@ def _finish(ctx: StageContext, result: dict[str, Any], folders: dict[float, str]
     chosen = result["chosen"]
     ctx.log.info("plan: chose replay ratio %.3f (%s)", chosen["replay_ratio"], chosen)
     metrics = {
+        "summary": [
+            f"chose replay ratio {chosen['replay_ratio']:.2f} ({result['objective']}): predicted domain loss "
+            f"{chosen['predicted_domain_loss']:.4f}, general {chosen['predicted_general_loss']:.4f}"
+        ],
         "replay_ratio": chosen["replay_ratio"],
         "predicted_domain_loss": chosen["predicted_domain_loss"],
         "predicted_general_loss": chosen["predicted_general_loss"],
@@ -359,6 +363,11 @@ def _finish(ctx: StageContext, result: dict[str, Any], folders: dict[float, str]
     check = result.get("cross_domain", {}).get("check")
     if check:
         metrics |= {f"check_{kind}_error": check[kind]["mean_abs_rel_error"] for kind in ("domain", "general")}
+        metrics["summary"].append(
+            f"the law against a proxy at domain share {check['domain_share']:.2f}: mean error domain "
+            f"{100 * check['domain']['mean_abs_rel_error']:.2f}%, "
+            f"general {100 * check['general']['mean_abs_rel_error']:.2f}%"
+        )
     proxies = ctx.out_dir / "proxies"  # declared, with an index, so the report never parses folder names
     index = [{"domain_share": share, "curves": f"{folder}/curves.jsonl"} for share, folder in folders.items()]
     (proxies / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

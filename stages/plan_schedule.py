@@ -193,9 +193,20 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -
         "domain_fit_error": fits["domain"].mean_abs_rel_error,
         "general_fit_error": fits["general"].mean_abs_rel_error,
     }
+    summary = [
+        f"chose '{chosen}' (peak rate {choice.learning_rate:.3g}): predicted final domain loss "
+        f"{predicted[chosen]['domain']:.4f}, general {predicted[chosen]['general']:.4f}; the recipe's own "
+        f"schedule: {predicted['recipe']['domain']:.4f}, {predicted['recipe']['general']:.4f}"
+    ]
     for name, checked in result.get("verify", {}).items():
         label = "recipe" if name == "recipe" else "chosen"
         metrics |= {f"verify_{label}_{kind}_error": checked[kind]["error"] for kind in ("domain", "general")}
+        summary.append(
+            f"verified '{name}': final domain loss {checked['domain']['measured']:.4f} measured, "
+            f"{checked['domain']['predicted']:.4f} predicted; general {checked['general']['measured']:.4f}, "
+            f"{checked['general']['predicted']:.4f}"
+        )
+    metrics["summary"] = summary
     return {"outputs": {"schedule": out}, "metrics": metrics}
 
 

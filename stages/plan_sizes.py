@@ -185,15 +185,17 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams) -> d
     largest_run = 6 * max(s["non_embedding"] for s in sizes.values()) * params.tokens
     budgets = params.compute_budgets or [largest_run, 10 * largest_run, 100 * largest_run]
     optimal = [laws.compute_optimal(joint, c) for c in budgets]
-    for row in optimal:
-        ctx.log.info(
-            "plan_sizes: at %.3g FLOPs the joint law's best model has %.3g parameters (without embeddings) "
-            "trained on %.3g tokens: domain loss %.4f",
-            row["compute"],
-            row["n"],
-            row["d"],
-            row["loss"],
-        )
+    summary = [
+        f"at {row['compute']:.3g} FLOPs the joint law's best model has {row['n']:.3g} parameters without "
+        f"embeddings, trained on {row['d']:.3g} tokens (predicted domain loss {row['loss']:.4f})"
+        for row in optimal
+    ]
+    summary.append(
+        f"the joint law predicts the largest size from the smaller ones within "
+        f"{100 * fits['joint_nd_domain']['leave_largest_size_out']:.2f}% (mean over its points)"
+    )
+    for line in summary:
+        ctx.log.info("plan_sizes: %s", line)
     result = {
         "sizes": sizes,
         "domain_shares": shares,
@@ -206,7 +208,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams) -> d
     metrics = {f"{name}_leave_largest_size_out": fit["leave_largest_size_out"] for name, fit in fits.items()} | {
         f"{name}_fit_error": fit["fit_error"] for name, fit in fits.items()
     }
-    metrics |= {"compute_optimal": optimal, "n_opt_exponent": exponents[0]}
+    metrics |= {"compute_optimal": optimal, "n_opt_exponent": exponents[0], "summary": summary}
     return {"outputs": {"sizes": out}, "metrics": metrics}
 
 

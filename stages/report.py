@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval import doc_translation_report, laws, report
+from eval import doc_translation_report, law_report, laws, report
 from stages.base import Params, StageContext, StageSpec, Wiring
 from stages.lib.jsonl import read_jsonl
 
@@ -118,6 +118,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ReportParams) -> dict
         if transfer:
             sections.append(transfer)
         images.append(("Mixture plan: D-CPT Law fits", "plan_fit.png", plan_image))
+    if inputs.get("schedule"):
+        sections += law_report.schedule_sections(json.loads(Path(inputs["schedule"]).read_text(encoding="utf-8")))
+    if inputs.get("sizes"):
+        sections += law_report.sizes_sections(json.loads(Path(inputs["sizes"]).read_text(encoding="utf-8")))
     for _, name, png in images:
         (ctx.out_dir / name).write_bytes(png)
     md = report.markdown(title, sections, images, lead=lead)
@@ -311,7 +315,7 @@ SPEC = StageSpec(
     version=6,
     params=ReportParams,
     inputs=("eval_base", "cpt", "cpt_run", "corpus", "packed"),
-    optional_inputs=("plan", "proxies"),
+    optional_inputs=("plan", "proxies", "schedule", "sizes"),
     input_prefixes=("eval_", DOC_PREFIX),  # one per evaluated model: a recipe may skip, leave out or add models
     wiring=Wiring(
         inputs={
@@ -321,6 +325,8 @@ SPEC = StageSpec(
             "packed": "pack.packed",
             "plan": "plan.plan",
             "proxies": "plan.proxies",
+            "schedule": "plan_schedule.schedule",
+            "sizes": "plan_sizes.sizes",
         },
         gathers={"eval": "results", "doc_translation": "results"},
     ),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from eval import law_report
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.runner import Runner
 from pipeline.store import Store
@@ -47,6 +48,9 @@ def test_schedule_is_chosen_by_the_law_and_cpt_trains_with_it(tmp_path, tiny_mod
         assert measured[kind]["measured"] == pytest.approx(cpt["metrics"][f"final_eval_{kind}_loss"], rel=1e-5)
         assert measured[kind]["error"] == pytest.approx(measured[kind]["predicted"] / measured[kind]["measured"] - 1)
     assert "recipe" in schedule["verify"]
+    (_, (_, candidates)), (_, (_, verified)) = law_report.schedule_sections(schedule)
+    assert [row[0] for row in candidates].count(f"{chosen['name']} (chosen)") == 1 and len(candidates) == 5
+    assert len(verified) == 2 * len(schedule["verify"])
 
 
 def test_schedule_fitting_runs_too_short_for_a_fit_are_refused_at_load(tmp_path, tiny_model, general_jsonl):

@@ -7,6 +7,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM
 
+from eval import law_report
 from pipeline.recipe import RecipeError, load_recipe
 from pipeline.runner import Runner
 from pipeline.store import Store
@@ -50,6 +51,8 @@ def test_sizes_are_pre_trained_from_scratch_and_the_laws_say_what_a_budget_buys(
     )
     for row in result["compute_optimal"]:
         assert row["d"] == pytest.approx(row["compute"] / (6 * row["n"]))
+    headings = [heading for heading, _ in law_report.sizes_sections(result)]
+    assert headings[2].startswith("Model-size plan: compute-optimal sizes from the joint N-D law")
 
 
 def test_sizes_need_three_shapes(tmp_path, tiny_model, general_jsonl):
