@@ -105,34 +105,10 @@ def _proxy(
     """One proxy run (resumable: a finished proxy's points are kept in its folder); ``stop_after`` steps: an
     early run."""
     folder = ctx.out_dir / "proxies" / (folder_name or _proxy_folder(share))
-    done = folder / "points.json"
-    if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
-    folder.mkdir(parents=True, exist_ok=True)
-    proxy_params = params.cpt.model_copy(
-        update={
-            "replay_ratio": 1 - share,
-            "max_tokens": params.proxy_tokens,
-            "schedule": "constant",
-            "eval_every": params.proxy_eval_every,
-            "save_every": 10**9,
-        }
-    )
+    proxy_params = cpt_stage.constant_rate(params.cpt, share, params.proxy_tokens, params.proxy_eval_every)
     callbacks = [_stop_after(stop_after)] if stop_after else None
-    trainer, _, _ = cpt_stage.train(
-        folder, inputs["model"], Path(inputs["packed"]), proxy_params, ctx.log, callbacks=callbacks
-    )
-    tokens_per_step = proxy_params.batch_size * proxy_params.seq_len
-    by_step: dict[int, dict[str, Any]] = {}
-    for record in trainer.state.log_history:
-        for kind in ("general", "domain"):
-            if f"eval_{kind}_loss" in record:
-                point = by_step.setdefault(record["step"], {"step": record["step"], "domain_share": share})
-                point[f"{kind}_loss"] = record[f"eval_{kind}_loss"]
-                point["tokens"] = record["step"] * tokens_per_step
-    points = sorted(by_step.values(), key=lambda p: p["step"])
-    done.write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
-    return points
+    points = cpt_stage.measured_run(folder, inputs["model"], Path(inputs["packed"]), proxy_params, ctx.log, callbacks)
+    return [p | {"domain_share": share} for p in points]  # the share as given, not 1 - (1 - share)
 
 
 def _fit_quality(kind: str, points: list[dict[str, Any]], starts: int) -> tuple[laws.Fit, dict[str, Any]]:

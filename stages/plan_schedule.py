@@ -82,28 +82,23 @@ def _candidates(params: PlanScheduleParams, cpt: CptParams) -> dict[str, CptPara
 
 
 def _train(ctx: StageContext, inputs: dict[str, Any], params: CptParams, folder: str) -> dict[str, Any]:
-    """One run's evaluated losses by kind (resumable: a finished run's points are kept in its folder)."""
+    """One run's evaluated losses by kind, and its rate per update (resumable, as ``measured_run`` is)."""
     out = ctx.out_dir / "runs" / folder
-    done = out / "points.json"
-    if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
-    out.mkdir(parents=True, exist_ok=True)
-    trainer, _, _ = cpt_stage.train(out, inputs["model"], Path(inputs["packed"]), params, ctx.log)
-    points: dict[str, Any] = {"steps": [], "domain": [], "general": []}
-    by_step: dict[int, dict[str, float]] = {}
-    for record in trainer.state.log_history:
-        for kind in ("domain", "general"):
-            if f"eval_{kind}_loss" in record:
-                by_step.setdefault(record["step"], {})[kind] = record[f"eval_{kind}_loss"]
-    for step, losses in sorted(by_step.items()):
-        if len(losses) == 2:
-            points["steps"].append(step)
-            for kind in ("domain", "general"):
-                points[kind].append(losses[kind])
-    points["rates"] = cpt_stage.learning_rates(params)
-    points["logged_rates"] = {r["step"]: r["learning_rate"] for r in trainer.state.log_history if "learning_rate" in r}
-    done.write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
-    return points
+    points = cpt_stage.measured_run(out, inputs["model"], Path(inputs["packed"]), params, ctx.log)
+    return {
+        "steps": [p["step"] for p in points],
+        "domain": [p["domain_loss"] for p in points],
+        "general": [p["general_loss"] for p in points],
+        "rates": cpt_stage.learning_rates(params),
+        "logged_rates": _logged_rates(out),
+    }
+
+
+def _logged_rates(out: Path) -> dict[int, float]:
+    """The rate the Trainer logged at each step (its curves file), to check the rates the law prices."""
+    from stages.lib.jsonl import read_jsonl
+
+    return {r["step"]: r["learning_rate"] for r in read_jsonl(out / "curves.jsonl") if "learning_rate" in r}
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -> dict[str, Any]:

@@ -84,34 +84,10 @@ def _run(
     ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams, name: str, model: Path, share: float
 ) -> list[dict[str, Any]]:
     """One pre-training run (resumable: a finished run's points are kept in its folder)."""
+    run_params = cpt_stage.constant_rate(params.cpt, share, params.tokens, params.eval_every)
     folder = ctx.out_dir / "runs" / f"{name}_share_{share:.3f}"
-    done = folder / "points.json"
-    if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
-    folder.mkdir(parents=True, exist_ok=True)
-    run_params = params.cpt.model_copy(
-        update={
-            "replay_ratio": 1 - share,
-            "max_tokens": params.tokens,
-            "schedule": "constant",
-            "eval_every": params.eval_every,
-            "save_every": 10**9,
-        }
-    )
-    trainer, _, _ = cpt_stage.train(folder, str(model), Path(inputs["packed"]), run_params, ctx.log)
-    tokens_per_step = run_params.batch_size * run_params.seq_len
-    by_step: dict[int, dict[str, Any]] = {}
-    for record in trainer.state.log_history:
-        for kind in ("domain", "general"):
-            if f"eval_{kind}_loss" in record:
-                point = by_step.setdefault(
-                    record["step"], {"size": name, "step": record["step"], "domain_share": share}
-                )
-                point[f"{kind}_loss"] = record[f"eval_{kind}_loss"]
-                point["tokens"] = record["step"] * tokens_per_step
-    points = sorted(by_step.values(), key=lambda p: p["step"])
-    done.write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
-    return points
+    points = cpt_stage.measured_run(folder, str(model), Path(inputs["packed"]), run_params, ctx.log)
+    return [p | {"size": name, "domain_share": share} for p in points]
 
 
 def _held_out_largest(fit_fn: Any, x: np.ndarray, loss: np.ndarray) -> float:

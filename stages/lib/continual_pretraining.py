@@ -12,6 +12,7 @@ last complete checkpoint.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -253,3 +254,46 @@ def train(
         **info,
     }
     return trainer, tokenizer, metrics
+
+
+def evaluated_losses(log_history: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Held-out losses by step from a Trainer log, ``{step: {"domain": ..., "general": ...}}``, for the steps
+    that evaluated both sets."""
+    by_step: dict[int, dict[str, float]] = {}
+    for record in log_history:
+        for kind in ("domain", "general"):
+            if f"eval_{kind}_loss" in record:
+                by_step.setdefault(record["step"], {})[kind] = record[f"eval_{kind}_loss"]
+    return {step: losses for step, losses in sorted(by_step.items()) if len(losses) == 2}
+
+
+def constant_rate(params: CptParams, domain_share: float, max_tokens: int, eval_every: int) -> CptParams:
+    """``params`` for a law's measuring run: the given mixture and budget at a constant rate (after warmup), so every
+    evaluation is a fair budget, and no checkpoints but the final state."""
+    update = {"replay_ratio": 1 - domain_share, "max_tokens": max_tokens, "schedule": "constant"}
+    return params.model_copy(update=update | {"eval_every": eval_every, "save_every": 10**9})
+
+
+def measured_run(
+    folder: Path, model_path: str, packed: Path, params: CptParams, log: Any, callbacks: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """A short run whose evaluated losses a scaling law is fitted to: one point per evaluation (step, tokens,
+    domain share, both losses). Resumable: a finished run's points are kept in ``folder/points.json``."""
+    done = folder / "points.json"
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer, _, _ = train(folder, model_path, packed, params, log, callbacks=callbacks)
+    share = 1 - (DEFAULT_REPLAY_RATIO if params.replay_ratio is None else params.replay_ratio)
+    points = [
+        {
+            "step": step,
+            "domain_share": share,
+            "tokens": step * params.batch_size * params.seq_len,
+            "domain_loss": losses["domain"],
+            "general_loss": losses["general"],
+        }
+        for step, losses in evaluated_losses(trainer.state.log_history).items()
+    ]
+    done.write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
+    return points
