@@ -51,7 +51,7 @@ class PlanSizesParams(Params):
             "h128-l4": _shape(128, 4),
         }
     )
-    """Model configs (Llama keys), smallest first: 25k to 790k parameters without embeddings, a 30x span."""
+    """Model configs (Llama keys), smallest first: 33k to 1.05M parameters without embeddings, a 32x span."""
     domain_shares: list[float] = Field(default_factory=lambda: [0.5, 1.0])
     """Domain share of each run's stream; the recipe's own share (1 - cpt.replay_ratio) is always added."""
     tokens: int = Field(65536, ge=1)
