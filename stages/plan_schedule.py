@@ -193,6 +193,12 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -
         f"{predicted[chosen]['domain']:.4f}, general {predicted[chosen]['general']:.4f}; the recipe's own "
         f"schedule: {predicted['recipe']['domain']:.4f}, {predicted['recipe']['general']:.4f}"
     ]
+    gain = 1 - predicted[chosen]["domain"] / predicted["recipe"]["domain"]
+    if chosen != "recipe" and gain < fits["domain"].mean_abs_rel_error:
+        summary.append(
+            f"the predicted domain gain over the recipe's schedule, {100 * gain:.2f}%, is under the law's own fit "
+            f"error ({100 * fits['domain'].mean_abs_rel_error:.2f}%): by this law the two are alike"
+        )
     for name, checked in result.get("verify", {}).items():
         label = "recipe" if name == "recipe" else "chosen"
         metrics |= {f"verify_{label}_{kind}_error": checked[kind]["error"] for kind in ("domain", "general")}
