@@ -47,8 +47,18 @@ def schedule_sections(schedule: dict[str, Any]) -> list[tuple[str, Any]]:
 def sizes_sections(sizes: dict[str, Any]) -> list[tuple[str, Any]]:
     """The sizes trained, each law's fit and held-out error, and the compute-optimal sizes."""
     size_rows = [[name, f"{s['non_embedding']:,}", f"{s['parameters']:,}"] for name, s in sizes["sizes"].items()]
+    labels = {
+        "dcpt_domain": "D-CPT Law with N, domain loss",
+        "dcpt_general": "D-CPT Law with N, general loss",
+        "joint_nd_domain": "joint N-D law, domain loss",
+    }
     fit_rows = [
-        [name, f"{100 * fit['fit_error']:.2f}%", f"{fit['r2']:.4f}", f"{100 * fit['leave_largest_size_out']:.2f}%"]
+        [
+            labels.get(name, name),
+            f"{100 * fit['fit_error']:.2f}%",
+            f"{fit['r2']:.4f}",
+            f"{100 * fit['leave_largest_size_out']:.2f}%",
+        ]
         for name, fit in sizes["fits"].items()
     ]
     joint = sizes["fits"]["joint_nd_domain"]["params"]
