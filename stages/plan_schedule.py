@@ -193,6 +193,11 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -
         f"{predicted[chosen]['domain']:.4f}, general {predicted[chosen]['general']:.4f}; the recipe's own "
         f"schedule: {predicted['recipe']['domain']:.4f}, {predicted['recipe']['general']:.4f}"
     ]
+    if cpt.schedule == "constant":
+        summary.append(
+            "the recipe's schedule does not decay, so neither fitting run measured the annealing (S2) term: "
+            "predictions for decaying candidates extrapolate it"
+        )
     gain = 1 - predicted[chosen]["domain"] / predicted["recipe"]["domain"]
     if chosen != "recipe" and gain < fits["domain"].mean_abs_rel_error:
         summary.append(
