@@ -127,10 +127,14 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams) -> d
     d = np.array([p["tokens"] for p in trained], dtype=float)
     share = np.array([p["domain_share"] for p in trained])
     fits: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     for kind in ("domain", "general"):
         x = np.column_stack([n, d, laws.law_share(kind, share)])
         loss = np.array([p[f"{kind}_loss"] for p in trained])
         keep = x[:, 2] > 0  # general loss at domain share 1: r_g = 0, outside the law's r^eta term
+        if not keep.any():
+            skipped[f"dcpt_{kind}"] = "every run trained on domain text alone (general share 0): no general law"
+            continue
         x, loss = x[keep], loss[keep]
         fit = laws.fit_dcpt(*x.T, loss, starts=params.fit_starts)
         held = _held_out_largest(lambda xs, ys: laws.fit_dcpt(*xs.T, ys, starts=params.fit_starts), x, loss)
@@ -176,6 +180,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams) -> d
         "sizes": sizes,
         "domain_shares": shares,
         "fits": fits,
+        "not_fitted": skipped,
         "compute_optimal": optimal,
         "points": points,
     }

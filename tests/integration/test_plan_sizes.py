@@ -55,6 +55,20 @@ def test_sizes_are_pre_trained_from_scratch_and_the_laws_say_what_a_budget_buys(
     assert headings[2].startswith("Model-size plan: compute-optimal sizes from the joint N-D law")
 
 
+def test_sizes_trained_on_domain_text_alone_fit_no_general_law(tmp_path, tiny_model, general_jsonl):
+    """With every run at domain share 1 the general law has nothing to fit (its r is 0): it is left out, said why."""
+    alone = {**SIZES, "domain_shares": [1.0], "tokens": 768}
+    recipe_file = tiny_recipe(
+        tmp_path / "alone.yaml", tiny_model, general_jsonl, plan_sizes=alone, cpt={"replay_ratio": 0.0}
+    )
+    store = Store(tmp_path / "runs")
+    decisions = Runner(load_recipe(str(recipe_file)), store).run(until="plan_sizes")
+    key = {d.node.name: d.key for d in decisions}
+    result = json.loads((store.final_dir("plan_sizes", key["plan_sizes"]) / "sizes.json").read_text())
+    assert set(result["fits"]) == {"dcpt_domain", "joint_nd_domain"} and set(result["not_fitted"]) == {"dcpt_general"}
+    assert [heading for heading, _ in law_report.sizes_sections(result)][1].startswith("Model-size plan: law fits")
+
+
 def test_sizes_need_three_shapes(tmp_path, tiny_model, general_jsonl):
     two = {"shapes": {"a": _shape(16, 1), "b": _shape(32, 1)}}
     recipe_file = tiny_recipe(tmp_path / "two.yaml", tiny_model, general_jsonl, plan_sizes=two)
