@@ -11,7 +11,7 @@ from typing import Any
 
 from stages.base import StageContext, StageSpec, Wiring
 from stages.lib import launch
-from stages.lib.continual_pretraining import CptParams, build_stream, train
+from stages.lib.continual_pretraining import CptParams, build_stream, train, with_planned_ratio
 from stages.lib.modeling import write_model_card
 
 __all__ = ["SPEC", "CptParams", "build_stream", "run", "train"]
@@ -19,9 +19,8 @@ __all__ = ["SPEC", "CptParams", "build_stream", "run", "train"]
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: CptParams) -> dict[str, Any]:
     if params.replay_ratio is None and inputs.get("plan"):
-        chosen = json.loads(Path(inputs["plan"]).read_text(encoding="utf-8"))["chosen"]
-        params = params.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
-        ctx.log.info("replay ratio %.3f chosen by the plan stage", chosen["replay_ratio"])
+        params = with_planned_ratio(params, inputs["plan"])
+        ctx.log.info("replay ratio %.3f chosen by the plan stage", params.replay_ratio)
     if inputs.get("schedule"):
         chosen = json.loads(Path(inputs["schedule"]).read_text(encoding="utf-8"))["chosen"]
         schedule = {key: chosen[key] for key in ("learning_rate", "schedule", "decay_fraction")}

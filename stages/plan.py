@@ -24,7 +24,6 @@ proxy of this domain at the chosen share (``check_proxy``), predicted against me
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,9 +205,7 @@ def _early_coefficients(points: list[dict[str, Any]], share: float, steps: tuple
 def _warmup_steps(params: PlanParams) -> int:
     """Steps of a proxy's warmup, as the Trainer counts them: the evaluations up to here saw little or no
     training (the first update runs at rate 0), so they measure neither learnability nor a budget."""
-    steps = max(1, params.proxy_tokens // params.cpt.seq_len // params.cpt.batch_size)
-    fraction = params.cpt.warmup_fraction
-    return math.ceil(fraction * steps) if fraction < 1 else int(fraction)
+    return cpt_stage.warmup_steps(params.cpt.model_copy(update={"max_tokens": params.proxy_tokens}))
 
 
 def _cross_domain(

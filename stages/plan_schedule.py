@@ -50,6 +50,10 @@ class PlanScheduleParams(Params):
     cpt: CptParams = Field(default_factory=CptParams)
     """Filled from the recipe's cpt section: the runs train as the real run will."""
 
+    def fit_budget(self, cpt: CptParams) -> int:
+        """Training tokens of each fitting run: ``fit_tokens``, or half of cpt's budget."""
+        return self.fit_tokens or cpt.max_tokens // 2
+
     @field_validator("learning_rates", "decay_fractions")
     @classmethod
     def _positive(cls, value: list[float]) -> list[float]:
@@ -101,12 +105,14 @@ def _logged_rates(out: Path) -> dict[int, float]:
     return {r["step"]: r["learning_rate"] for r in read_jsonl(out / "curves.jsonl") if "learning_rate" in r}
 
 
+def _verify_label(name: str) -> str:
+    """A verified schedule's label in folder and metric names: the recipe's own, or the chosen one."""
+    return "recipe" if name == "recipe" else "chosen"
+
+
 def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -> dict[str, Any]:
-    cpt = params.cpt
-    if cpt.replay_ratio is None and inputs.get("plan"):
-        chosen = json.loads(Path(inputs["plan"]).read_text(encoding="utf-8"))["chosen"]
-        cpt = cpt.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
-    fit_tokens = params.fit_tokens or cpt.max_tokens // 2
+    cpt = cpt_stage.with_planned_ratio(params.cpt, inputs.get("plan"))  # the mixture cpt will train
+    fit_tokens = params.fit_budget(cpt)
     fitting = {
         "constant": cpt.model_copy(
             update={
@@ -169,9 +175,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -
     if params.verify:
         result["verify"] = {}
         for name in dict.fromkeys([chosen, "recipe"]):
-            measured = _train(ctx, inputs, candidates[name], f"verify_{'recipe' if name == 'recipe' else 'chosen'}")
+            measured = _train(ctx, inputs, candidates[name], f"verify_{_verify_label(name)}")
             result["verify"][name] = {
-                f"{kind}": {
+                kind: {
                     "predicted": predicted[name][kind],
                     "measured": measured[kind][-1],
                     "error": predicted[name][kind] / measured[kind][-1] - 1,
@@ -205,7 +211,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: PlanScheduleParams) -
             f"error ({100 * fits['domain'].mean_abs_rel_error:.2f}%): by this law the two are alike"
         )
     for name, checked in result.get("verify", {}).items():
-        label = "recipe" if name == "recipe" else "chosen"
+        label = _verify_label(name)
         metrics |= {f"verify_{label}_{kind}_error": checked[kind]["error"] for kind in ("domain", "general")}
         summary.append(
             f"verified '{name}': final domain loss {checked['domain']['measured']:.4f} measured, "

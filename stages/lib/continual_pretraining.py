@@ -149,18 +149,31 @@ def training_steps(params: CptParams) -> int:
     return max(1, params.max_tokens // params.seq_len // params.batch_size)
 
 
+def warmup_steps(params: CptParams) -> int:
+    """Warmup steps of a run of ``params``, counted as TrainingArguments counts a fractional ``warmup_steps``."""
+    import math
+
+    fraction = params.warmup_fraction
+    return math.ceil(fraction * training_steps(params)) if fraction < 1 else int(fraction)
+
+
+def with_planned_ratio(params: CptParams, plan: str | Path | None) -> CptParams:
+    """``params`` with the plan stage's chosen replay ratio (``plan``: its plan.json), unless the recipe pins one."""
+    if params.replay_ratio is not None or not plan:
+        return params
+    chosen = json.loads(Path(plan).read_text(encoding="utf-8"))["chosen"]
+    return params.model_copy(update={"replay_ratio": chosen["replay_ratio"]})
+
+
 def learning_rates(params: CptParams) -> list[float]:
     """The rate of each optimizer update of a run of ``params``, from the scheduler the Trainer builds (on a
     one-parameter optimizer, so the learning-dynamics law can price a schedule without training it)."""
-    import math
-
     import torch
     from transformers import get_scheduler
 
     steps = training_steps(params)
     name, kwargs = scheduler_choice(params, steps)
-    fraction = params.warmup_fraction
-    warmup = math.ceil(fraction * steps) if fraction < 1 else int(fraction)  # as TrainingArguments counts it
+    warmup = warmup_steps(params)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=params.learning_rate)
     scheduler = get_scheduler(name, optimizer, warmup, steps, scheduler_specific_kwargs=kwargs)
     rates = []

@@ -45,7 +45,7 @@ def check(sections: Mapping[str, Params], raw: Mapping[str, Any], placed: set[st
         )
     if schedule is not None and cpt is not None:
         step = cpt.seq_len * cpt.batch_size
-        fit_tokens = schedule.fit_tokens or cpt.max_tokens // 2
+        fit_tokens = schedule.fit_budget(cpt)
         if fit_tokens < 3 * step * schedule.fit_eval_every:
             problems.append(
                 f"plan_schedule.fit_tokens: {fit_tokens} tokens make fewer than 3 loss points at "
@@ -72,10 +72,8 @@ def adjust(sections: dict[str, Params], stage_of: Mapping[str, str]) -> dict[str
             # Proxies train exactly as the real cpt stage will, except for the ratio and the budget they vary.
             proxy_cpt = cpt.model_copy(update={"replay_ratio": None, "report_to": []})
             adjusted[section] = adjusted[section].model_copy(update={"cpt": proxy_cpt})
-        elif stage == "plan_sizes" and section in adjusted:
-            # Its runs train as cpt does (blocks, batch, rate, ratio), with their own models and budgets.
-            adjusted[section] = adjusted[section].model_copy(update={"cpt": cpt.model_copy(update={"report_to": []})})
-        elif stage == "plan_schedule" and section in adjusted:
-            # Its runs train as cpt will (ratio included), except for the rates and the budget they vary.
+        elif stage in ("plan_schedule", "plan_sizes") and section in adjusted:
+            # Their runs train as cpt will (ratio included), except for what each varies: rates and budget
+            # (plan_schedule), models and budget (plan_sizes).
             adjusted[section] = adjusted[section].model_copy(update={"cpt": cpt.model_copy(update={"report_to": []})})
     return adjusted
