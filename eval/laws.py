@@ -462,11 +462,9 @@ def _logged_points(history: list[dict], kind: str, scale: float | None) -> tuple
     last = max(lr_by_step)
     rates = np.array([lr_by_step.get(step, 0.0) for step in range(1, last + 1)])
     scale = scale or max(float(rates.max()), 1e-30)  # S1 in steps at the peak rate: keeps the fit well scaled
-    s1_all, s2_all = schedule_areas(rates / scale)
-    s1_all, s2_all = np.concatenate([[0.0], s1_all]), np.concatenate([[0.0], s2_all])
     steps = np.array([s for s, _ in evals])
-    at = np.minimum(steps, last)
-    return steps, s1_all[at], s2_all[at], np.array([v for _, v in evals]), np.array(scale)
+    areas = _areas_at(rates, np.minimum(steps, last), scale)
+    return steps, areas[:, 0], areas[:, 1], np.array([v for _, v in evals]), np.array(scale)
 
 
 def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dict | None:
