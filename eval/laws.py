@@ -27,6 +27,12 @@ HUBER_DELTA = 1e-3
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
+def mean_abs_rel_error(predicted: Any, measured: Any) -> float:
+    """Mean of |predicted - measured| / measured: how every fit and held-out prediction here is scored."""
+    predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    return float(np.mean(np.abs(predicted - measured) / measured))
+
+
 def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
     absolute = np.abs(residual)
     return np.where(absolute <= delta, 0.5 * residual**2, delta * (absolute - 0.5 * delta))
@@ -81,7 +87,7 @@ def _fit(
     predicted = fit.predict(x)
     y = np.asarray(y, dtype=float)
     fit.r2 = float(1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2))
-    fit.mean_abs_rel_error = float(np.mean(np.abs(predicted - y) / y))
+    fit.mean_abs_rel_error = mean_abs_rel_error(predicted, y)
     return fit
 
 
@@ -490,7 +496,7 @@ def fit_logged_curve(history: list[dict], kind: str, min_points: int = 5) -> dic
     if len(steps) >= 6 and cut < len(steps):
         early = fit_cpt_curve(s1[:cut], s2[:cut], loss[:cut])
         predicted = early.predict(np.column_stack([s1[cut:], s2[cut:]]))
-        result["early_fit_prediction_error"] = float(np.mean(np.abs(predicted - loss[cut:]) / loss[cut:]))
+        result["early_fit_prediction_error"] = mean_abs_rel_error(predicted, loss[cut:])
         result["early_fit_points"] = cut
     return result
 
@@ -508,7 +514,7 @@ def predict_logged_curve(fitted: dict, history: list[dict], kind: str) -> dict |
         "steps": steps.tolist(),
         "measured": loss.tolist(),
         "predicted": predicted.tolist(),
-        "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
+        "mean_abs_rel_error": mean_abs_rel_error(predicted, loss),
         "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
     }
 

@@ -123,7 +123,7 @@ def _fit_quality(kind: str, points: list[dict[str, Any]], starts: int) -> tuple[
     def held_out_error(mask: np.ndarray) -> float:
         partial = laws.fit_dcpt(n[~mask], d[~mask], r[~mask], loss[~mask], starts=starts)
         predicted = partial.predict(np.column_stack([n[mask], d[mask], r[mask]]))
-        return float(np.mean(np.abs(predicted - loss[mask]) / loss[mask]))
+        return laws.mean_abs_rel_error(predicted, loss[mask])
 
     per_ratio = {f"{s:.3f}": held_out_error(np.isclose(share, s)) for s in np.unique(share)}
     quality["leave_one_ratio_out"] = per_ratio
@@ -255,7 +255,7 @@ def _cross_domain(
             mask = np.isclose(data[:, 3], rk1) & np.isclose(data[:, 4], rk2)
             partial = laws.fit_cross_domain(*data[~mask, :5].T, data[~mask, 5], starts=params.fit_starts)
             predicted = partial.predict(data[mask, :5])
-            held_out[name] = float(np.mean(np.abs(predicted - data[mask, 5]) / data[mask, 5]))
+            held_out[name] = laws.mean_abs_rel_error(predicted, data[mask, 5])
         quality[kind] = {
             "huber": fit.objective,
             "r2": fit.r2,
@@ -289,7 +289,7 @@ def _cross_domain(
                 "tokens": [p["tokens"] for p in measured],
                 "measured": loss.tolist(),
                 "predicted": predicted.tolist(),
-                "mean_abs_rel_error": float(np.mean(np.abs(predicted - loss) / loss)),
+                "mean_abs_rel_error": laws.mean_abs_rel_error(predicted, loss),
                 "final_error": float((predicted[-1] - loss[-1]) / loss[-1]),
             }
         points += [p for p in check_points if p["step"] > 0]

@@ -94,7 +94,7 @@ def _held_out_largest(fit_fn: Any, x: np.ndarray, loss: np.ndarray) -> float:
     """Mean relative error on the largest size's points of a fit on the smaller sizes (x's first column is N)."""
     largest = np.isclose(x[:, 0], x[:, 0].max())
     partial = fit_fn(x[~largest], loss[~largest])
-    return float(np.mean(np.abs(partial.predict(x[largest]) - loss[largest]) / loss[largest]))
+    return laws.mean_abs_rel_error(partial.predict(x[largest]), loss[largest])
 
 
 def run(ctx: StageContext, inputs: dict[str, Any], params: PlanSizesParams) -> dict[str, Any]:
