@@ -134,8 +134,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: ModelParams) -> dict[
 
 
 def _convert_gguf(ctx: StageContext, name: str) -> Path:
+    import copy
+
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     require("gguf", "pip install gguf")
     gguf_path = _embedded_file(name)
@@ -143,7 +145,7 @@ def _convert_gguf(ctx: StageContext, name: str) -> Path:
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    config = copy.deepcopy(quantized.config)  # not AutoConfig again: each GGUF read parses its metadata (~7 s)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = name

@@ -5,6 +5,7 @@ import torch
 
 from stages.base import StageError
 from stages.evaluate import choose_backend
+from stages.lib import document_attention
 from stages.lib.launch import command
 from stages.lib.modeling import attention_implementation
 from stages.sft import SftParams, _quantized_model
@@ -29,7 +30,7 @@ def test_multi_process_launch_on_cpu_is_torchrun_ddp(tmp_path):
 
 
 @needs_cpu
-def test_cpu_attention_is_sdpa_and_qlora_is_refused(tiny_model):
-    assert attention_implementation() == "sdpa"
+def test_cpu_attention_is_per_document_sdpa_and_qlora_is_refused(tiny_model):
+    assert attention_implementation() == document_attention.NAME
     with pytest.raises(StageError, match=r"bitsandbytes|sft.method=qlora needs a CUDA GPU"):
         _quantized_model(str(tiny_model), SftParams(method="qlora"))
