@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run plan explain report test lint install install-gpu bench bench-corpus bench-first-run sources
+.PHONY: run plan explain report test lint install install-gpu bench bench-attention bench-corpus bench-first-run sources
 .DEFAULT_GOAL := run
 
 run: install sources
@@ -43,6 +43,10 @@ lint: install
 # CPT throughput of the cpt stage against a plain unpacked Trainer, same process (bench/README.md).
 bench: install sources
 	$(PY) bench/cpt_throughput.py --recipe $(recipe)
+
+# Packed rows on CPU: transformers' masked SDPA against SDPA once per document, cpt blocks and sft rows.
+bench-attention: install sources
+	$(PY) bench/attention_throughput.py --recipe $(recipe) --out bench/results/attention_$(recipe).json
 
 # Corpus stage: datatrove passes against a plain Python loop, memory at 1x/4x/16x, packing, dedup quality.
 bench-corpus: install sources

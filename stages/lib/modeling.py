@@ -40,10 +40,10 @@ def attention_implementation() -> str:
     """FlashAttention 2 on CUDA where the package is installed (varlen kernels for packed blocks); SDPA on
     other CUDA machines; on CPU, SDPA called once per document of a packed row (``document_attention``).
 
-    Measured on the 2-core AVX2 machine (SmolLM2-135M, one optimizer step's forward and backward): cpt's
-    4 x 512 blocks (about 5 documents a row) 98.5 -> 106.7 tokens/s; a padding-free sft row of 8 pairs
-    of ~150 tokens 77.0 -> 116.7 tokens/s; the loss equal to 6 digits. On CUDA the per-document loop is
-    unmeasured, so it stays off there."""
+    Measured on the 2-core AVX2 machine with SmolLM2-135M (``bench/attention_throughput.py``, forward and
+    backward of one micro-batch, the two taking turns): cpt's 2 x 512 blocks 83.5 -> 97.1 tokens/s, a
+    padding-free sft row of 4 pairs 97.4 -> 107.1, the loss equal to 5e-7. On CUDA the per-document loop
+    is unmeasured, so it stays off there."""
     import importlib.util
 
     import torch
