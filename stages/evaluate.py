@@ -224,9 +224,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: EvalParams) -> dict[s
     )
     ctx.log.info("eval of %s: %s", inputs["model"], {k: round(v["value"], 4) for k, v in summary.items()})
     metrics: dict[str, Any] = {k: v["value"] for k, v in summary.items()}
-    metrics["runtime"] = runtime_choices(bf16) | {"backend": backend}
-    if backend == "hf":  # lm-eval loads the model itself, with transformers' default attention
-        metrics["runtime"]["attention"] = model.model.config._attn_implementation
+    # lm-eval loads the model itself, with transformers' default attention
+    attention = model.model.config._attn_implementation if backend == "hf" else None
+    metrics["runtime"] = runtime_choices(bf16, attention) | {"backend": backend}
     return {"outputs": {"results": out}, "metrics": metrics}
 
 

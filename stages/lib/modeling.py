@@ -55,17 +55,18 @@ def attention_implementation() -> str:
     return document_attention.register()
 
 
-def runtime_choices(bf16: bool | None = None) -> dict[str, str]:
+def runtime_choices(bf16: bool | None = None, attention: str | None = None) -> dict[str, str]:
     """What this process chose at run time and no recipe key says: device, precision, attention kernel.
 
     Stages put it in their metrics (so in the manifest, which ``explain`` shows): two results of one
     key made on different hardware can differ in their last digits, and this says why.
-    ``bf16``: the precision a Trainer actually used, where it differs from the default choice."""
+    ``bf16``: the precision a Trainer actually used, where it differs from the default choice;
+    ``attention``: the kernel of a model another library loaded (lm-eval's), where it differs from ours."""
     device, default_bf16 = device_and_precision()
     return {
         "device": device,
         "precision": "bf16" if (default_bf16 if bf16 is None else bf16) else "fp32",
-        "attention": attention_implementation(),
+        "attention": attention or attention_implementation(),
     }
 
 
