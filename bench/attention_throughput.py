@@ -26,15 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _pipeline_outputs(recipe: str) -> tuple[str, Path, Path]:
     """The model folder, corpus data folder and packed folder of the recipe (run up to pack if not cached)."""
-    from pipeline.cli import DEFAULT_STORE
-    from pipeline.recipe import load_recipe
-    from pipeline.runner import Runner
-    from pipeline.store import Store
+    from cpt_throughput import recipe_outputs  # this script's folder is on sys.path when run as a script
 
-    runner = Runner(load_recipe(recipe), Store(DEFAULT_STORE))
-    runner.run(until="pack")
-    packed = Path(runner.outputs["pack"]["packed"])
-    return runner.outputs["model"]["model"], Path(runner.outputs["corpus"]["data"]), packed
+    outputs = recipe_outputs(recipe, "pack")
+    return outputs["model"]["model"], Path(outputs["corpus"]["data"]), Path(outputs["pack"]["packed"])
 
 
 def cpt_batch(packed: Path, rows: int) -> dict[str, Any]:

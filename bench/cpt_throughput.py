@@ -69,15 +69,21 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[str, Path]:
     return model, Path(args.corpus) if args.corpus else corpus
 
 
-def _pipeline_outputs(args: argparse.Namespace) -> tuple[str, Path]:
+def recipe_outputs(recipe: str, until: str) -> dict[str, dict[str, Any]]:
+    """Each stage's outputs of the recipe up to ``until``, in the default store (run there if not cached)."""
     from pipeline.cli import DEFAULT_STORE
     from pipeline.recipe import load_recipe
     from pipeline.runner import Runner
     from pipeline.store import Store
 
-    runner = Runner(load_recipe(args.recipe), Store(DEFAULT_STORE))
-    runner.run(until="corpus")
-    return runner.outputs["model"]["model"], Path(runner.outputs["corpus"]["data"])
+    runner = Runner(load_recipe(recipe), Store(DEFAULT_STORE))
+    runner.run(until=until)
+    return runner.outputs
+
+
+def _pipeline_outputs(args: argparse.Namespace) -> tuple[str, Path]:
+    outputs = recipe_outputs(args.recipe, "corpus")
+    return outputs["model"]["model"], Path(outputs["corpus"]["data"])
 
 
 class StepClock:
