@@ -183,7 +183,8 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
     default_sections = {k: v for k, v in validated_sections.items() if k not in extra_params}
-    problems += recipe_rules.check(default_sections, raw, {node.stage for node in nodes})
+    runs_here = executor.type == "local"
+    problems += recipe_rules.check(default_sections, raw, {node.stage for node in nodes}, runs_here)
     name = str(raw.get("name") or default_name)
     try:
         check_name(name)

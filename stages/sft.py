@@ -28,6 +28,7 @@ from stages.lib.training import (
     quiet_progress,
     write_history,
 )
+from stages.lib.training_kernels import choose_kernels
 
 
 class SftParams(TrainingRunParams):
@@ -85,8 +86,10 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     if tokenizer.chat_template is None:
         raise StageError(f"sft: the tokenizer of '{inputs['model']}' has no chat template")
 
+    kernels = choose_kernels("sft", params.attention, params.liger, params.torch_compile)
     config = SFTConfig(
         **common_arguments(ctx.out_dir, params.seed, list(params.report_to), 1),
+        **kernels.trainer_arguments(),
         per_device_train_batch_size=params.micro_batch_size,
         gradient_accumulation_steps=params.batch_size // per_step,
         activation_checkpointing=params.gradient_checkpointing,
@@ -112,9 +115,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         collator = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
     trainer = SFTTrainer(
-        model=_quantized_model(inputs["model"], params)
+        model=_quantized_model(inputs["model"], params, kernels.attention)
         if params.method == "qlora"
-        else load_model(inputs["model"], params.trust_remote_code),
+        else load_model(inputs["model"], params.trust_remote_code, attention=kernels.attention),
         args=config,
         train_dataset=train,
         processing_class=tokenizer,
@@ -154,7 +157,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         "train_runtime_s": result.metrics.get("train_runtime"),
         "resumed_from": checkpoint.name if checkpoint else None,
         "method": params.method,
-        "runtime": runtime_choices(trainer.args.bf16),
+        "runtime": runtime_choices(trainer.args.bf16, kernels.attention) | kernels.record(),
     }
     write_model_card(
         out,
@@ -167,7 +170,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     return {"outputs": {"model": out}, "metrics": metrics}
 
 
-def _quantized_model(path: str, params: SftParams) -> Any:
+def _quantized_model(path: str, params: SftParams, attention: str) -> Any:
     """The base in 4-bit NF4 with bf16 compute (QLoRA); bitsandbytes and CUDA are required."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -182,7 +185,11 @@ def _quantized_model(path: str, params: SftParams) -> Any:
         bnb_4bit_use_double_quant=True,
     )
     return AutoModelForCausalLM.from_pretrained(
-        path, quantization_config=quantization, dtype=torch.bfloat16, trust_remote_code=params.trust_remote_code
+        path,
+        quantization_config=quantization,
+        dtype=torch.bfloat16,
+        trust_remote_code=params.trust_remote_code,
+        attn_implementation=attention,
     )
 
 

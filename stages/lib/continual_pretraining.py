@@ -33,6 +33,7 @@ from stages.lib.training import (
     quiet_progress,
     write_history,
 )
+from stages.lib.training_kernels import choose_kernels
 
 DEFAULT_REPLAY_RATIO = 0.25  # a quarter general tokens: the low end of what CPT studies found to curb forgetting
 
@@ -204,6 +205,7 @@ def train(
     # CptParams checks this at load; the plan stage's proxies are copies (model_copy) that skip validation
     if problem := launch.batch_problem("cpt", params.batch_size, params.micro_batch_size, params.num_processes):
         raise StageError(problem)
+    kernels = choose_kernels("cpt", params.attention, params.liger, params.torch_compile)
     per_step = params.micro_batch_size * params.num_processes
     tokenizer = load_tokenizer(model_path, params.trust_remote_code)
     blocks, validation, info = build_stream(packed, params)
@@ -226,8 +228,9 @@ def train(
         eval_steps=params.eval_every,
         eval_on_start=True,
         prediction_loss_only=True,  # the curves need the loss only; else every eval batch's logits are gathered
+        **kernels.trainer_arguments(),
     )
-    model = load_model(model_path, params.trust_remote_code)
+    model = load_model(model_path, params.trust_remote_code, attention=kernels.attention)
     model.config.use_cache = False  # training needs no KV cache, and with one transformers skips packed-sequence masks
     trainer = Trainer(
         model=model,
@@ -262,7 +265,7 @@ def train(
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "bf16": args.bf16,
-        "runtime": runtime_choices(args.bf16),
+        "runtime": runtime_choices(args.bf16, kernels.attention) | kernels.record(),
         "processes": args.world_size,  # as the distributed environment reports it
         **info,
     }

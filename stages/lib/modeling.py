@@ -36,23 +36,27 @@ def device_and_precision() -> tuple[str, bool]:
     return "cpu", cpu_has_fast_bf16()
 
 
-def attention_implementation() -> str:
-    """FlashAttention 2 on CUDA where the package is installed (varlen kernels for packed blocks); SDPA on
-    other CUDA machines; on CPU, SDPA called once per document of a packed row (``document_attention``).
+def attention_implementation(requested: str | None = None) -> str:
+    """The attention implementation a model loads with: ``requested`` (a name ``training_kernels.Attention``
+    allows, checked there), else the machine's default. The default is FlashAttention 2 on CUDA where the package
+    is installed (varlen kernels for packed blocks), SDPA on other CUDA machines, and on CPU SDPA called once per
+    document of a packed row (``document_attention``).
 
     Measured on the 2-core AVX2 machine with SmolLM2-135M (``bench/attention_throughput.py``, forward and
     backward of one micro-batch, the two taking turns): cpt's 2 x 512 blocks 83.5 -> 97.1 tokens/s, a
     padding-free sft row of 4 pairs 97.4 -> 107.1, the loss equal to 5e-7. On CUDA the per-document loop
-    is unmeasured, so it stays off there."""
+    is unmeasured, so it is not the default there."""
     import importlib.util
 
     import torch
 
-    if torch.cuda.is_available():
-        return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "sdpa"
     from stages.lib import document_attention
 
-    return document_attention.register()
+    if requested == document_attention.NAME or (requested is None and not torch.cuda.is_available()):
+        return document_attention.register()
+    if requested is not None:
+        return requested
+    return "flash_attention_2" if importlib.util.find_spec("flash_attn") is not None else "sdpa"
 
 
 def runtime_choices(bf16: bool | None = None, attention: str | None = None) -> dict[str, str]:
@@ -70,9 +74,9 @@ def runtime_choices(bf16: bool | None = None, attention: str | None = None) -> d
     }
 
 
-def load_model(path: str, trust_remote_code: bool = False, dtype: Any = None) -> Any:
+def load_model(path: str, trust_remote_code: bool = False, dtype: Any = None, attention: str | None = None) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` on a local folder, fp32 weights unless told otherwise
-    (mixed precision comes from the Trainer's bf16 autocast)."""
+    (mixed precision comes from the Trainer's bf16 autocast), with ``attention_implementation(attention)``."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -80,7 +84,7 @@ def load_model(path: str, trust_remote_code: bool = False, dtype: Any = None) ->
         path,
         dtype=dtype or torch.float32,
         trust_remote_code=trust_remote_code,
-        attn_implementation=attention_implementation(),
+        attn_implementation=attention_implementation(attention),
     )
 
 

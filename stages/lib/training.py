@@ -24,6 +24,7 @@ from pydantic import Field
 
 from stages.base import Params, require
 from stages.lib.modeling import device_and_precision
+from stages.lib.training_kernels import Attention
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -49,8 +50,16 @@ class TrainingRunParams(Params):
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     """Trackers that also receive the training metrics (they are always kept in the stage output)."""
     trust_remote_code: bool = False
+    attention: Attention | None = None
+    """Attention kernel (sdpa, sdpa_documents, flex_attention, flash_attention_2); None: the machine's choice
+    (``stages/lib/training_kernels.py`` says which and why)."""
+    liger: bool | None = None
+    """Liger Kernel's fused loss and layers; None: on where CUDA and the liger-kernel package are present."""
+    torch_compile: bool | None = None
+    """Compile the model for training; None: off (minutes of compiling on CPU; unmeasured on GPU)."""
 
     COSMETIC = frozenset({"report_to"})
+    KEYED_WHEN_SET = frozenset({"attention", "liger", "torch_compile"})
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:

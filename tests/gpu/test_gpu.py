@@ -3,13 +3,15 @@
 
 import importlib.util
 import json
+import math
 
 import pytest
 import torch
 
-from stages import cpt
+from stages import cpt, sft
 from stages.base import StageContext
 from stages.evaluate import choose_backend
+from stages.lib.modeling import attention_implementation
 from tests.integration.test_distributed import _packed
 
 pytestmark = pytest.mark.gpu
@@ -47,3 +49,76 @@ def test_packed_attention_stays_inside_documents_on_cuda():
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is an optional extra")
 def test_eval_backend_is_vllm_where_installed():
     assert choose_backend("auto") == "vllm"
+
+
+needs_liger = pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="liger-kernel not installed")
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "sdpa_documents", "flex_attention"])
+def test_each_attention_keeps_packed_documents_apart_on_cuda_at_any_length(attention):
+    """Rows of 5 + 7 + 11 tokens: sft's padding-free rows have any length, not a multiple of a kernel's block."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
+    model = LlamaForCausalLM(config).cuda()
+    lengths = (5, 7, 11)
+    ids = torch.randint(0, 64, (1, sum(lengths)), device="cuda")
+    positions = torch.cat([torch.arange(n) for n in lengths])[None].cuda()
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        alone, start = [], 0
+        for n in lengths:
+            alone.append(model(input_ids=ids[:, start : start + n]).logits)
+            start += n
+    model.set_attn_implementation(attention_implementation(attention))
+    out = model(input_ids=ids, position_ids=positions, labels=ids)
+    out.loss.backward()
+    torch.testing.assert_close(out.logits, torch.cat(alone, 1), atol=1e-4, rtol=1e-3)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    "levers",
+    [
+        {"attention": "flex_attention"},
+        {"attention": "sdpa_documents"},
+        {"torch_compile": True},
+        pytest.param({"liger": True}, marks=needs_liger),
+        pytest.param({"liger": True, "torch_compile": True, "attention": "flex_attention"}, marks=needs_liger),
+    ],
+    ids=["flex", "per-document-sdpa", "compile", "liger", "all-three"],
+)
+def test_cpt_trains_with_each_kernel_lever_and_records_it_on_cuda(tmp_path, tiny_model, levers):
+    params = cpt.CptParams(max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=4, eval_every=2,
+                           eval_tokens=128, learning_rate=1e-3, **levers)  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cpt.run(
+        StageContext(out_dir=out),
+        {"model": str(tiny_model), "packed": str(_packed(tmp_path / "c", tiny_model))},
+        params,
+    )
+    runtime = result["metrics"]["runtime"]
+    assert {key: runtime[key] for key in levers} == levers
+    assert math.isfinite(result["metrics"]["final_eval_domain_loss"])
+
+
+@pytest.mark.parametrize("levers", [{"attention": "flex_attention"}, pytest.param({"liger": True}, marks=needs_liger)])
+def test_sft_trains_padding_free_with_each_kernel_lever_on_cuda(tmp_path, tiny_model, levers):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pairs = [
+        {"prompt": [{"role": "user", "content": f"Which licence is number {i}?"}],
+         "completion": [{"role": "assistant", "content": "The MIT licence" + " again" * (i % 5)}]}
+        for i in range(16)
+    ]  # fmt: skip
+    (corpus / "sft_train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    out = tmp_path / "out"
+    out.mkdir()
+    params = sft.SftParams(batch_size=4, micro_batch_size=4, max_pairs=16, **levers)
+    result = sft.run(StageContext(out_dir=out), {"model": str(tiny_model), "corpus": str(corpus)}, params)
+    runtime = result["metrics"]["runtime"]
+    assert {key: runtime[key] for key in levers} == levers
+    assert math.isfinite(result["metrics"]["last_loss"])

@@ -1,13 +1,17 @@
 """What the stages choose for the hardware at hand, checked on this (CPU) machine; GPU paths are in tests/gpu."""
 
+import importlib.util
+
 import pytest
 import torch
 
+from pipeline.recipe import RecipeError, load_recipe
 from stages.base import StageError
 from stages.evaluate import choose_backend
-from stages.lib import document_attention
+from stages.lib import continual_pretraining, document_attention
 from stages.lib.launch import command
 from stages.lib.modeling import attention_implementation
+from stages.lib.training_kernels import KernelChoice, choose_kernels
 from stages.sft import SftParams, _quantized_model
 
 needs_cpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallbacks")
@@ -33,4 +37,56 @@ def test_multi_process_launch_on_cpu_is_torchrun_ddp(tmp_path):
 def test_cpu_attention_is_per_document_sdpa_and_qlora_is_refused(tiny_model):
     assert attention_implementation() == document_attention.NAME
     with pytest.raises(StageError, match=r"bitsandbytes|sft.method=qlora needs a CUDA GPU"):
-        _quantized_model(str(tiny_model), SftParams(method="qlora"))
+        _quantized_model(str(tiny_model), SftParams(method="qlora"), "sdpa")
+
+
+@needs_cpu
+def test_cpu_kernels_default_to_per_document_sdpa_without_liger_or_compile():
+    chosen = choose_kernels("cpt")
+    assert chosen == KernelChoice(attention=document_attention.NAME, liger=False, torch_compile=False)
+    assert chosen.trainer_arguments() == {"use_liger_kernel": False, "torch_compile": False}
+
+
+@needs_cpu
+def test_kernels_the_cpu_cannot_train_with_are_refused_at_recipe_load_naming_the_key():
+    overrides = ["cpt.attention=flex_attention", "sft.liger=true", "sft.attention=flash_attention_2"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe("legal", overrides)
+    message = str(info.value)
+    assert "3 problem(s)" in message
+    assert "cpt.attention=flex_attention trains on CUDA only" in message and "use sdpa_documents" in message
+    assert "sft.liger=true needs a CUDA GPU" in message
+    assert "sft.attention=flash_attention_2 needs a CUDA GPU" in message
+    with pytest.raises(StageError, match=r"cpt\.attention=flex_attention trains on CUDA only"):
+        choose_kernels("cpt", attention="flex_attention")  # the same check where a stage runs (a Slurm job)
+
+
+def test_an_unknown_attention_name_is_refused_with_the_allowed_ones():
+    with pytest.raises(RecipeError, match=r"cpt\.attention.*'sdpa', 'sdpa_documents', 'flex_attention'"):
+        load_recipe("legal", ["cpt.attention=flash"])
+
+
+def test_kernel_keys_enter_the_cache_key_only_when_set():
+    """Unset, they leave every stored cpt and sft result valid; set, the result is another one."""
+    params = continual_pretraining.CptParams()
+    assert not {"attention", "liger", "torch_compile"} & set(params.model_dump(mode="json"))
+    chosen = params.model_copy(update={"attention": "sdpa", "torch_compile": False})
+    assert chosen.model_dump(mode="json")["attention"] == "sdpa" and "torch_compile" in chosen.model_dump()
+
+
+def test_cpt_loads_the_attention_a_recipe_names_and_records_its_kernels(tmp_path, tiny_model):
+    import logging
+
+    from tests.integration.test_distributed import _packed
+
+    params = continual_pretraining.CptParams(
+        max_tokens=256, seq_len=64, batch_size=2, micro_batch_size=2, eval_every=2, eval_tokens=64, attention="sdpa"
+    )
+    packed = _packed(tmp_path / "c", tiny_model)
+    trainer, _, metrics = continual_pretraining.train(
+        tmp_path / "out", str(tiny_model), packed, params, logging.getLogger("test")
+    )
+    assert trainer.model.config._attn_implementation == "sdpa"
+    assert metrics["runtime"]["attention"] == "sdpa"
+    liger_here = torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    assert metrics["runtime"]["liger"] is liger_here and metrics["runtime"]["torch_compile"] is False
