@@ -11,6 +11,11 @@ training documents:
 - ``plain Trainer, unpacked``: one document per row, truncated to the sequence length and padded
   to the longest row of each batch (``DataCollatorForLanguageModeling``): the baseline.
 
+With ``--arms``, more arms run: the cpt stage with one training-kernel lever set at a time (``ARMS``: attention
+implementation, Liger Kernel, ``torch.compile``, a larger micro-batch), the ablation the GPU goal asks for. An arm
+that fails (a package missing, out of memory) is recorded with its error and the others still run; the results
+file is rewritten after every arm, so a run cut short keeps the arms it finished.
+
 Throughput counts real tokens only (padding excluded), in the steady state: from the end of the
 ``--warmup-steps``-th optimizer step to the end of the last, so model loading, CUDA start-up and the
 stage's evaluation passes are outside the timed span (no arm saves checkpoints). On CUDA the
@@ -19,6 +24,7 @@ script also prints MFU against the GPU's dense bf16 peak and peak memory. Usage:
     python bench/cpt_throughput.py --recipe legal --steps 6            # CPU, the embedded default model
     python bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \\
         --micro-batch-size 8 --steps 20 --corpus CORPUS_DIR               # one GPU, Qwen2.5-0.5B's shape
+    python bench/cpt_throughput.py --model-config qwen2.5-1.5b --seq-len 4096 --arms sdpa,flex+liger ...
 """
 
 from __future__ import annotations
@@ -49,6 +55,35 @@ QWEN25_05B = {  # Qwen2.5-0.5B's config.json shape, so the bench runs without do
     "tie_word_embeddings": True,
     "vocab_size": 151936,
 }
+QWEN25_15B = {**QWEN25_05B, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+              "num_attention_heads": 12}  # fmt: skip
+"""Qwen2.5-1.5B's config.json shape (2 key-value heads, tied embeddings, as the 0.5B)."""
+MODEL_CONFIGS = {"qwen2.5-0.5b": QWEN25_05B, "qwen2.5-1.5b": QWEN25_15B}
+
+NO_LEVER = {"attention": "sdpa", "liger": False, "torch_compile": False}
+"""The stage on CUDA without flash-attn or Liger installed: transformers' SDPA with the block-diagonal mask."""
+ARMS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "plain": ("plain Trainer, unpacked", None),
+    "stage": ("cpt stage (the machine's kernel choice)", {}),
+    "nomask": ("packed, attention crosses documents", {}),
+    "sdpa": ("cpt stage, SDPA with block mask", NO_LEVER),
+    "documents": ("cpt stage, SDPA once per document", {**NO_LEVER, "attention": "sdpa_documents"}),
+    "flex": ("cpt stage, flex attention", {**NO_LEVER, "attention": "flex_attention"}),
+    "flash": ("cpt stage, FlashAttention 2 varlen", {**NO_LEVER, "attention": "flash_attention_2"}),
+    "liger": ("cpt stage, SDPA + Liger Kernel", {**NO_LEVER, "liger": True}),
+    "compile": ("cpt stage, SDPA + torch.compile", {**NO_LEVER, "torch_compile": True}),
+    "flex+liger": ("cpt stage, flex + Liger", {**NO_LEVER, "attention": "flex_attention", "liger": True}),
+    "flex+liger+2x": (
+        "cpt stage, flex + Liger, micro-batch x2",
+        {**NO_LEVER, "attention": "flex_attention", "liger": True, "micro_batch_size": 2},
+    ),
+    "flex+liger+compile": (
+        "cpt stage, flex + Liger + compile",
+        {**NO_LEVER, "attention": "flex_attention", "liger": True, "torch_compile": True},
+    ),
+}
+"""Arm name -> (label, cpt params the arm sets; None: the plain Trainer). ``micro_batch_size`` is a factor on
+``--micro-batch-size`` (what the fused loss frees memory for)."""
 
 
 def _prepare(args: argparse.Namespace, work: Path) -> tuple[str, Path]:
@@ -57,10 +92,14 @@ def _prepare(args: argparse.Namespace, work: Path) -> tuple[str, Path]:
         import torch
         from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-        config = Qwen2Config(**{k: v for k, v in QWEN25_05B.items() if k != "architectures"})
+        shape = MODEL_CONFIGS[args.model_config]
+        config = Qwen2Config(**{k: v for k, v in shape.items() if k != "architectures"})
         torch.manual_seed(0)
         model_dir = work / "model"
-        Qwen2ForCausalLM(config).save_pretrained(model_dir)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # 1.5B initialises in seconds there
+            model = Qwen2ForCausalLM(config)
+        model.to(torch.bfloat16).save_pretrained(model_dir)  # half the bytes to write; arms load it as fp32
+        del model
         tokenizer_source = args.tokenizer or _pipeline_outputs(args)[0]
         AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(model_dir)
         corpus = Path(args.corpus) if args.corpus else _pipeline_outputs(args)[1]
@@ -146,20 +185,25 @@ def _no_checkpoints(arguments: dict[str, Any]) -> dict[str, Any]:
     return {**arguments, "save_strategy": "no"}
 
 
-def arm_stage(model: str, packed: Path, args: argparse.Namespace, work: Path, packed_masks: bool) -> dict[str, Any]:
+def arm_stage(
+    model: str, packed: Path, args: argparse.Namespace, work: Path, packed_masks: bool, levers: dict[str, Any]
+) -> dict[str, Any]:
     import stages.lib.continual_pretraining as cpt
 
+    micro = args.micro_batch_size * levers.get("micro_batch_size", 1)
+    kernels = {k: v for k, v in levers.items() if k != "micro_batch_size"}
     params = cpt.CptParams(
         replay_ratio=0.0,
         max_tokens=args.steps * args.batch_size * args.seq_len,
         seq_len=args.seq_len,
-        batch_size=args.batch_size,
-        micro_batch_size=args.micro_batch_size,
+        batch_size=max(args.batch_size, micro),
+        micro_batch_size=micro,
         eval_every=args.steps,
         eval_tokens=args.seq_len,
         save_every=10**6,
         schedule="constant",
         gradient_checkpointing=args.gradient_checkpointing,
+        **kernels,
     )
     original_item, original_arguments = cpt.PackedBlocks.__getitem__, cpt.common_arguments
     if not packed_masks:  # the ablation: same blocks, no position ids, plain causal attention across documents
@@ -173,11 +217,12 @@ def arm_stage(model: str, packed: Path, args: argparse.Namespace, work: Path, pa
     clock = StepClock()
     try:
         _reset_memory()
-        trainer, _, _ = cpt.train(work, model, packed, params, logging.getLogger("bench"), [clock.callback()])
+        trainer, _, metrics = cpt.train(work, model, packed, params, logging.getLogger("bench"), [clock.callback()])
     finally:
         cpt.PackedBlocks.__getitem__, cpt.common_arguments = original_item, original_arguments
-    tokens, seconds = clock.steady(args.warmup_steps, args.batch_size * args.seq_len)
-    return _result(trainer.model, tokens, seconds, args)
+    tokens, seconds = clock.steady(args.warmup_steps, params.batch_size * args.seq_len)
+    result = _result(trainer.model, tokens, seconds, args)
+    return result | {"runtime": metrics["runtime"], "micro_batch_size": micro}
 
 
 def arm_plain(model_path: str, corpus: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -251,11 +296,27 @@ def _result(model: Any, tokens: int, seconds: float, args: argparse.Namespace) -
     return result
 
 
+def run_arm(name: str, model: str, corpus: Path, packed: Path, args: argparse.Namespace, work: Path) -> dict:
+    """One arm's result, or the error that stopped it (the next arm still runs)."""
+    import torch
+
+    _, levers = ARMS[name]
+    try:
+        if levers is None:
+            return arm_plain(model, corpus, args, work)
+        return arm_stage(model, packed, args, work, packed_masks=name != "nomask", levers=levers)
+    except Exception as exc:  # an arm's failure is a finding, not the end of the bench
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="legal", help="recipe whose model and corpus to use (run up to corpus)")
     parser.add_argument("--corpus", help="a corpus stage's data folder instead of the recipe's")
-    parser.add_argument("--model-config", choices=["qwen2.5-0.5b"], help="random weights in this shape")
+    parser.add_argument("--model-config", choices=sorted(MODEL_CONFIGS), help="random weights in this shape")
     parser.add_argument("--tokenizer", help="tokenizer folder for --model-config (default: the recipe's model)")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--seq-len", type=int, default=512)
@@ -263,35 +324,39 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=4)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--warmup-steps", type=int, default=2, help="optimizer steps left out of the timing")
-    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--arms", default="stage,nomask,plain", help=f"comma-separated, in order; of {', '.join(ARMS)}")
+    parser.add_argument("--out", help="write the results as JSON here (after every arm)")
     args = parser.parse_args()
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if unknown := [a for a in arms if a not in ARMS]:
+        parser.error(f"--arms: unknown {unknown}; known: {', '.join(ARMS)}")
     logging.basicConfig(level=logging.WARNING)
 
     import torch
 
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    results: dict[str, Any] = {"device": device, "threads": torch.get_num_threads(), "settings": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model, corpus = _prepare(args, work)
         packed = pack_corpus(model, corpus, args, work)
-        device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-        results = {
-            "device": device,
-            "threads": torch.get_num_threads(),
-            "settings": vars(args),
-            "cpt stage": arm_stage(model, packed, args, work / "stage", packed_masks=True),
-            "packed, attention crosses documents": arm_stage(model, packed, args, work / "nomask", packed_masks=False),
-            "plain Trainer, unpacked": arm_plain(model, corpus, args, work / "plain"),
-        }
-    base = results["plain Trainer, unpacked"]["tokens_per_second"]
-    print(f"device: {device}, torch threads: {results['threads']}")
-    for arm in ("cpt stage", "packed, attention crosses documents", "plain Trainer, unpacked"):
-        r = results[arm]
-        extra = "".join(
-            f", {k} {r[k]}" for k in ("mfu", "tflops", "peak_memory_gib", "padding_share") if r.get(k) is not None
-        )
-        print(f"{arm:38s} {r['tokens_per_second']:10.1f} real tokens/s  x{r['tokens_per_second'] / base:.2f}{extra}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+        for name in arms:
+            results[ARMS[name][0]] = run_arm(name, model, corpus, packed, args, work / name)
+            if args.out:
+                Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+            print(_line(ARMS[name][0], results[ARMS[name][0]], results), flush=True)
+
+
+def _line(label: str, result: dict[str, Any], results: dict[str, Any]) -> str:
+    """One arm as a line: tokens/s, the ratio to the plain Trainer (else to the first arm), MFU, memory."""
+    if "error" in result:
+        return f"{label:42s} failed: {result['error']}"
+    base = results.get(ARMS["plain"][0]) or next(r for r in results.values() if isinstance(r, dict) and "seconds" in r)
+    ratio = result["tokens_per_second"] / base["tokens_per_second"] if "tokens_per_second" in base else float("nan")
+    extra = "".join(
+        f", {k} {result[k]}" for k in ("mfu", "tflops", "peak_memory_gib", "padding_share") if result.get(k) is not None
+    )
+    return f"{label:42s} {result['tokens_per_second']:10.1f} real tokens/s  x{ratio:.2f}{extra}"
 
 
 if __name__ == "__main__":
