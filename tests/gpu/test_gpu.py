@@ -105,6 +105,7 @@ def test_cpt_trains_with_each_kernel_lever_and_records_it_on_cuda(tmp_path, tiny
     assert math.isfinite(result["metrics"]["final_eval_domain_loss"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl not installed")
 @pytest.mark.parametrize("levers", [{"attention": "flex_attention"}, pytest.param({"liger": True}, marks=needs_liger)])
 def test_sft_trains_padding_free_with_each_kernel_lever_on_cuda(tmp_path, tiny_model, levers):
     corpus = tmp_path / "corpus"
