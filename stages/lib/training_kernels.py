@@ -10,9 +10,9 @@ is refused before the model loads, naming the key and what would run. The defaul
   (``document_attention``, measured x1.16 on cpt's blocks). ``flex_attention`` (transformers builds a block mask
   from the position ids; the kernel skips masked blocks) is offered, not chosen: it is unmeasured on a GPU here,
   and on CPU PyTorch has no backward pass for it.
-- liger: on where CUDA and ``liger-kernel`` are both present, as the issue that asked for it set; Liger's fused
-  linear cross-entropy never builds the logits of the 49k-152k-word vocabulary, RMSNorm, RoPE and SwiGLU run
-  fused. Its kernels are Triton's, which need a GPU.
+- liger: on where CUDA and ``liger-kernel`` are both present (no default install pulls the package, so having it
+  is the request). Its fused linear cross-entropy never builds the logits of a 49k-152k-word vocabulary; RMSNorm,
+  RoPE and SwiGLU run fused. Its kernels are Triton's, which need a GPU (it has no CPU implementation).
 - torch_compile: off. On the 2-core CPU machine compiling one training step of a two-layer test model took 37 s,
   and sft's padding-free rows change length at every step, which compiles again; on a GPU it is unmeasured here
   (``bench/gpu_run.sh`` measures it).
