@@ -3,7 +3,8 @@
 # accelerate, pandas, pyarrow, ... already installed). It installs the carried wheels, runs the GPU tests and
 # the kernel-lever ablation of the throughput bench, and leaves the results in $OUT: log (everything),
 # gpu_tests.xml, cpt_ablation_0.5b.json, cpt_ablation_1.5b.json (each rewritten after every arm, so an arm cut
-# off by its timeout loses only itself and the ones after it).
+# off by its timeout loses only itself and the ones after it), ablation.md (bench/ablation_table.py: the rows of
+# bench/README.md's ablation table).
 # Worst case 9 min 20 s (install ~20 s, tests <= 140 s, benches <= 220 + 180 s): under the device's 10 a call.
 #
 # Run from the repository root as `bash bench/gpu_run.sh`, carrying these ignored folders (.git/info/exclude):
@@ -71,6 +72,7 @@ PY
     timeout 180 python3 bench/cpt_throughput.py --model-config qwen2.5-1.5b --seq-len 4096 --batch-size 8 \
         --micro-batch-size 4 --steps 6 --warmup-steps 2 --corpus bench_data/corpus --tokenizer bench_data/model \
         --arms sdpa,flex+liger,flex+liger+2x,flex+liger+compile --out "$OUT/cpt_ablation_1.5b.json" || failed=1
+    python3 bench/ablation_table.py "$OUT"/cpt_ablation_*.json > "$OUT/ablation.md" && cat "$OUT/ablation.md"
     echo "== $(date -u +%T) done, failed=$failed"
     return "$failed"
 }
