@@ -27,7 +27,7 @@ def cells(arm: dict[str, Any] | None, plain: dict[str, Any] | None) -> list[str]
     if arm is None:
         return ["not run", "", ""]
     if "error" in arm:
-        return [f"failed: {arm['error'].splitlines()[0][:80]}", "", ""]
+        return [f"failed: {arm['error'].splitlines()[0][:80]}".replace("|", "/"), "", ""]
     rate = f"{arm['tokens_per_second']:,.0f}"
     if plain and "tokens_per_second" in plain:
         rate += f" (x{arm['tokens_per_second'] / plain['tokens_per_second']:.2f})"

@@ -305,7 +305,7 @@ def run_arm(name: str, model: str, corpus: Path, packed: Path, args: argparse.Na
         if levers is None:
             return arm_plain(model, corpus, args, work)
         return arm_stage(model, packed, args, work, packed_masks=name != "nomask", levers=levers)
-    except Exception as exc:  # an arm's failure is a finding, not the end of the bench
+    except (Exception, SystemExit) as exc:  # an arm's failure is a finding, not the end of the bench
         return {"error": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
         if torch.cuda.is_available():

@@ -5,7 +5,7 @@
 # gpu_tests.xml, cpt_ablation_0.5b.json, cpt_ablation_1.5b.json (each rewritten after every arm, so an arm cut
 # off by its timeout loses only itself and the ones after it), ablation.md (bench/ablation_table.py: the rows of
 # bench/README.md's ablation table).
-# Worst case 9 min 20 s (install ~20 s, tests <= 140 s, benches <= 220 + 180 s): under the device's 10 a call.
+# Worst case 9 min 20 s (install ~20 s, tests <= 180 s, benches <= 200 + 160 s): under the device's 10 a call.
 #
 # Run from the repository root as `bash bench/gpu_run.sh`, carrying these ignored folders (.git/info/exclude):
 #   .whl/        python 3.12 wheels of what the image lacks: pydantic (+ pydantic-core, annotated-types,
@@ -59,17 +59,17 @@ print("transformers imported from", transformers.__file__)
 PY
 
     echo "== $(date -u +%T) pytest -m gpu tests/gpu"
-    timeout 140 python3 -m pytest -q -m gpu tests/gpu -rs --junitxml="$OUT/gpu_tests.xml" || failed=1
+    timeout 180 python3 -m pytest -q -m gpu tests/gpu -rs --durations=15 --junitxml="$OUT/gpu_tests.xml" || failed=1
 
     # One lever at a time on SDPA with the block mask, then together; compiling arms last (they take longest).
     # The plain unpacked Trainer is the baseline of the ">= 3x" goal.
     echo "== $(date -u +%T) bench/cpt_throughput.py: Qwen2.5-0.5B shape, seq 2048, random weights"
-    timeout 220 python3 bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \
+    timeout 200 python3 bench/cpt_throughput.py --model-config qwen2.5-0.5b --seq-len 2048 --batch-size 16 \
         --micro-batch-size 8 --steps 8 --warmup-steps 3 --corpus bench_data/corpus --tokenizer bench_data/model \
         --arms plain,sdpa,flash,flex,liger,flex+liger,flex+liger+2x,compile,flex+liger+compile \
         --out "$OUT/cpt_ablation_0.5b.json" || failed=1
     echo "== $(date -u +%T) bench/cpt_throughput.py: Qwen2.5-1.5B shape, seq 4096, random weights"
-    timeout 180 python3 bench/cpt_throughput.py --model-config qwen2.5-1.5b --seq-len 4096 --batch-size 8 \
+    timeout 160 python3 bench/cpt_throughput.py --model-config qwen2.5-1.5b --seq-len 4096 --batch-size 8 \
         --micro-batch-size 4 --steps 6 --warmup-steps 2 --corpus bench_data/corpus --tokenizer bench_data/model \
         --arms sdpa,flex+liger,flex+liger+2x,flex+liger+compile --out "$OUT/cpt_ablation_1.5b.json" || failed=1
     python3 bench/ablation_table.py "$OUT"/cpt_ablation_*.json > "$OUT/ablation.md" && cat "$OUT/ablation.md"

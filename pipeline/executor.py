@@ -37,12 +37,24 @@ class ExecutorSpec(BaseModel):
     timeout_min: int = Field(240, ge=1)
 
 
+def runs_as_job(executor: ExecutorSpec, stage: str) -> bool:
+    """Whether ``stage`` is sent as a submitit job (else it runs in the pipeline's process)."""
+    from stages import REGISTRY
+
+    jobs = executor.stages if executor.stages is not None else [n for n, s in REGISTRY.items() if s.accelerated]
+    return executor.type != "local" and stage in jobs
+
+
+def runs_on_this_machine(executor: ExecutorSpec, stage: str) -> bool:
+    """Whether ``stage`` runs on the machine that loads the recipe: in the pipeline's process, or as a local job."""
+    return executor.type != "slurm" or not runs_as_job(executor, stage)
+
+
 def run_stage(executor: ExecutorSpec, stage: str, ctx: StageContext, inputs: dict[str, Any], params: Any) -> dict:
     """Run one stage where the executor says and return its result."""
     from stages import REGISTRY
 
-    jobs = executor.stages if executor.stages is not None else [n for n, s in REGISTRY.items() if s.accelerated]
-    if executor.type == "local" or stage not in jobs:
+    if not runs_as_job(executor, stage):
         return REGISTRY[stage].run(ctx, inputs, params) or {}
     require("submitit", "pip install submitit")
     import submitit

@@ -16,10 +16,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pipeline.dag import Node, default_graph, default_models, model_output, skippable_stages, sweep_graph, validate
-from pipeline.executor import ExecutorSpec
+from pipeline.executor import ExecutorSpec, runs_on_this_machine
 from stages import REGISTRY
 from stages.base import Params
 from stages.lib import recipe_rules
+from stages.lib.training import TrainingRunParams
+from stages.lib.training_kernels import kernel_problems
 from stages.lib.user_data import check_name
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -183,8 +185,8 @@ def resolve(raw: dict[str, Any], default_name: str, source: str, path: Path | No
         if unknown:
             problems.append(f"executor.stages: unknown stage(s) {unknown}; stages: {sorted({n.stage for n in nodes})}")
     default_sections = {k: v for k, v in validated_sections.items() if k not in extra_params}
-    runs_here = executor.type == "local"
-    problems += recipe_rules.check(default_sections, raw, {node.stage for node in nodes}, runs_here)
+    problems += recipe_rules.check(default_sections, raw, {node.stage for node in nodes})
+    problems += _kernel_problems(executor, sections, validated_sections, branch_sections)
     name = str(raw.get("name") or default_name)
     try:
         check_name(name)
@@ -253,6 +255,23 @@ def _extra_nodes(
         nodes.append(Node(str(name), entry["stage"], {str(k): v for k, v in inputs.items()}))
         params[str(name)] = own
     return nodes, params, rebound
+
+
+def _kernel_problems(
+    executor: ExecutorSpec,
+    stage_of: dict[str, str],
+    sections: dict[str, Params],
+    branch_sections: dict[str, dict[str, Params]],
+) -> list[str]:
+    """Training kernels (``attention``, ``liger``) a section names that this machine cannot train with, for the
+    sections whose stage runs here (a Slurm job checks its own machine when it starts): the default sections, a
+    recipe's own nodes and every sweep branch."""
+    problems = []
+    for prefix, found in [("", sections), *((f"sweep (branch {b}): ", s) for b, s in branch_sections.items())]:
+        for section, params in found.items():
+            if isinstance(params, TrainingRunParams) and runs_on_this_machine(executor, stage_of[section]):
+                problems += [prefix + p for p in kernel_problems(section, params.attention, params.liger)]
+    return list(dict.fromkeys(problems))  # a branch that does not change the kernels repeats the default's
 
 
 def _validate_sections(

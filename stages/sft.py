@@ -86,7 +86,9 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
     if tokenizer.chat_template is None:
         raise StageError(f"sft: the tokenizer of '{inputs['model']}' has no chat template")
 
-    kernels = choose_kernels("sft", params.attention, params.liger, params.torch_compile)
+    # trl's SFTTrainer computes the loss through its own fused LM head and keeps only Liger's layer kernels
+    # (it calls use_liger_kernel deprecated), so Liger is on in sft only when a recipe asks for it
+    kernels = choose_kernels("sft", params.attention, params.liger, params.torch_compile, liger_by_default=False)
     config = SFTConfig(
         **common_arguments(ctx.out_dir, params.seed, list(params.report_to), 1),
         **kernels.trainer_arguments(),
@@ -114,29 +116,33 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
 
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         collator = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)
-    trainer = SFTTrainer(
-        model=_quantized_model(inputs["model"], params, kernels.attention)
+    model = (
+        _quantized_model(inputs["model"], params, kernels.attention)
         if params.method == "qlora"
-        else load_model(inputs["model"], params.trust_remote_code, attention=kernels.attention),
-        args=config,
-        train_dataset=train,
-        processing_class=tokenizer,
-        data_collator=collator,
-        peft_config=peft_config,
-        callbacks=[
-            curve_callback(ctx.out_dir / "curves_live.jsonl"),
-            checkpoint_callback(params.save_every, params.save_minutes),
-        ],
+        else load_model(inputs["model"], params.trust_remote_code, attention=kernels.attention)
     )
-    if len(trainer.train_dataset) == 0:
-        raise StageError(
-            f"sft: every pair lost its answer to truncation at sft.max_length={params.max_length}; raise it"
+    with kernels.confined(model):  # Liger's patches end with this run
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=train,
+            processing_class=tokenizer,
+            data_collator=collator,
+            peft_config=peft_config,
+            callbacks=[
+                curve_callback(ctx.out_dir / "curves_live.jsonl"),
+                checkpoint_callback(params.save_every, params.save_minutes),
+            ],
         )
-    quiet_progress(trainer)
-    checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
-    if checkpoint:
-        ctx.log.info("resuming from %s", checkpoint.name)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if len(trainer.train_dataset) == 0:
+            raise StageError(
+                f"sft: every pair lost its answer to truncation at sft.max_length={params.max_length}; raise it"
+            )
+        quiet_progress(trainer)
+        checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
+        if checkpoint:
+            ctx.log.info("resuming from %s", checkpoint.name)
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     out = ctx.out_dir / "model"
     if params.method == "full":
         trainer.save_model(str(out))  # every rank takes part (FSDP and ZeRO-3 gather the shards); rank 0 writes

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from stages.base import StageError
 from stages.lib import launch
 from stages.lib.modeling import load_model, load_tokenizer, runtime_choices
-from stages.lib.packed_blocks import PackedBlocks, read_pack
+from stages.lib.packed_blocks import PackedBlocks, one_row_collator, read_pack
 from stages.lib.training import (
     TrainingRunParams,
     checkpoint_callback,
@@ -232,26 +232,28 @@ def train(
     )
     model = load_model(model_path, params.trust_remote_code, attention=kernels.attention)
     model.config.use_cache = False  # training needs no KV cache, and with one transformers skips packed-sequence masks
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=blocks,
-        eval_dataset=validation,
-        data_collator=default_data_collator,
-        callbacks=[
-            curve_callback(out_dir / "curves_live.jsonl"),
-            checkpoint_callback(params.save_every, params.save_minutes),
-            *(callbacks or []),
-        ],
-    )
-    quiet_progress(trainer)
-    checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
-    if checkpoint:
-        log.info("resuming from %s", checkpoint.name)
-    started = time.time()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    seconds = time.time() - started
-    final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
+    flash = kernels.attention.startswith("flash_attention")  # its varlen kernel needs one row a batch
+    with kernels.confined(model):  # Liger's patches end with this run
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=blocks,
+            eval_dataset=validation,
+            data_collator=one_row_collator if flash else default_data_collator,
+            callbacks=[
+                curve_callback(out_dir / "curves_live.jsonl"),
+                checkpoint_callback(params.save_every, params.save_minutes),
+                *(callbacks or []),
+            ],
+        )
+        quiet_progress(trainer)
+        checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
+        if checkpoint:
+            log.info("resuming from %s", checkpoint.name)
+        started = time.time()
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        seconds = time.time() - started
+        final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
     if trainer.is_world_process_zero():
         write_history(out_dir / "curves.jsonl", trainer.state.log_history)
     resumed_steps = int(checkpoint.name.split("-")[1]) if checkpoint else 0

@@ -68,6 +68,26 @@ class PackedBlocks:
         return total
 
 
+def one_row_collator(features: list[dict[str, Any]]) -> dict[str, Any]:
+    """A micro-batch of blocks as one row, for FlashAttention: transformers runs its varlen kernel, which keeps
+    the documents of a row apart by their position ids, only for a batch of one row, and plain causal attention
+    across the documents of each row otherwise. Every block starts a document (position 0), so the block
+    boundaries stay boundaries. Each block's first label becomes -100: flattened, it would be the target of the
+    previous block's last token, which the batch of separate rows never trains on; the targets stay the same."""
+    from transformers import default_data_collator
+
+    batch = default_data_collator(features)
+    if bool((batch["position_ids"][:, 0] != 0).any()):
+        raise StageError("a packed block does not start at position 0; rerun the pack stage")
+    labels = batch["labels"].clone()
+    labels[:, 0] = -100
+    return {
+        "input_ids": batch["input_ids"].reshape(1, -1),
+        "labels": labels.reshape(1, -1),
+        "position_ids": batch["position_ids"].reshape(1, -1),
+    }
+
+
 def read_pack(packed: Path, seq_len: int) -> dict[str, Any]:
     """The pack stage's stats, after checking it was cut at this sequence length."""
     info = json.loads((packed / "pack.json").read_text(encoding="utf-8"))

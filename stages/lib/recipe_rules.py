@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from stages.base import Params
-from stages.lib.training import TrainingRunParams
-from stages.lib.training_kernels import kernel_problems
 
 RECIPE_KEYS: dict[str, tuple[str, str, str]] = {
     "base_model": ("model", "name", "embedded:smollm2-135m-instruct, a hub id or a local path"),
@@ -25,16 +23,9 @@ UNSWEEPABLE = {"cpt.seq_len": "the packed blocks are shared by every branch; swe
 """Params a sweep may not vary, with the reason."""
 
 
-def check(
-    sections: Mapping[str, Params], raw: Mapping[str, Any], placed: set[str], runs_here: bool = True
-) -> list[str]:
-    """Problems across sections, each naming its dotted key; ``placed`` holds the stages the graph runs.
-    ``runs_here``: the stages run on this machine (no Slurm), so the kernels a training section names must too."""
+def check(sections: Mapping[str, Params], raw: Mapping[str, Any], placed: set[str]) -> list[str]:
+    """Problems across sections, each naming its dotted key; ``placed`` holds the stages the graph runs."""
     problems = []
-    if runs_here:
-        for section, params in sections.items():
-            if isinstance(params, TrainingRunParams):
-                problems += kernel_problems(section, params.attention, params.liger)
     corpus, cpt, plan, pack = (sections.get(name) for name in ("corpus", "cpt", "plan", "pack"))
     schedule = sections.get("plan_schedule")
     if corpus is not None and "sft" in placed:

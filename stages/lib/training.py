@@ -54,7 +54,8 @@ class TrainingRunParams(Params):
     """Attention kernel (sdpa, sdpa_documents, flex_attention, flash_attention_2); None: the machine's choice
     (``stages/lib/training_kernels.py`` says which and why)."""
     liger: bool | None = None
-    """Liger Kernel's fused loss and layers; None: on where CUDA and the liger-kernel package are present."""
+    """Liger Kernel's fused loss and layers (sft: layers only, trl fuses its loss itself); None: on in cpt where CUDA
+    and the liger-kernel package are present, off in sft."""
     torch_compile: bool | None = None
     """Compile the model for training; None: off (minutes of compiling on CPU; unmeasured on GPU)."""
 

@@ -10,9 +10,11 @@ is refused before the model loads, naming the key and what would run. The defaul
   (``document_attention``, measured x1.16 on cpt's blocks). ``flex_attention`` (transformers builds a block mask
   from the position ids; the kernel skips masked blocks) is offered, not chosen: it is unmeasured on a GPU here,
   and on CPU PyTorch has no backward pass for it.
-- liger: on where CUDA and ``liger-kernel`` are both present (no default install pulls the package, so having it
-  is the request). Its fused linear cross-entropy never builds the logits of a 49k-152k-word vocabulary; RMSNorm,
-  RoPE and SwiGLU run fused. Its kernels are Triton's, which need a GPU (it has no CPU implementation).
+- liger: in cpt, on where CUDA and ``liger-kernel`` are both present (no default install pulls the package, so
+  having it is the request). Its fused linear cross-entropy never builds the logits of a 49k-152k-word vocabulary;
+  RMSNorm, RoPE and SwiGLU run fused. In sft, off unless asked: trl's SFTTrainer already computes the loss through
+  its own fused LM head and applies only Liger's layer kernels. Its kernels are Triton's, which need a GPU (it has
+  no CPU implementation). Liger patches transformers for the whole process; ``KernelChoice.confined`` undoes it.
 - torch_compile: off. On the 2-core CPU machine compiling one training step of a two-layer test model took 37 s,
   and sft's padding-free rows change length at every step, which compiles again; on a GPU it is unmeasured here
   (``bench/gpu_run.sh`` measures it).
@@ -21,6 +23,9 @@ is refused before the model loads, naming the key and what would run. The defaul
 from __future__ import annotations
 
 import importlib.util
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -45,6 +50,29 @@ class KernelChoice:
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
+
+    @contextmanager
+    def confined(self, model: Any) -> Iterator[None]:
+        """Around a trainer's life: with Liger, the model's transformers module and class are put back as they were.
+
+        Liger patches them for the whole process (``modeling_llama.apply_rotary_pos_emb``, the RMSNorm and MLP
+        classes that models built later pick up), so without this a later stage in the same process (sft after a
+        Liger cpt, the eval's model, the plan stage's next proxy) would run Liger's layers while its manifest says
+        ``liger: false``. The trained model keeps its own patched layers; its weights are the same tensors."""
+        if not self.liger:
+            yield
+            return
+        module, cls = sys.modules[type(model).__module__], type(model)
+        saved_module, saved_class = dict(vars(module)), dict(vars(cls))
+        try:
+            yield
+        finally:
+            for name, value in saved_module.items():
+                if vars(module).get(name) is not value:
+                    setattr(module, name, value)
+            for name, value in saved_class.items():
+                if vars(cls).get(name) is not value:
+                    setattr(cls, name, value)
 
 
 def _installed(module: str) -> bool:
@@ -77,10 +105,15 @@ def kernel_problems(stage: str, attention: str | None, liger: bool | None) -> li
 
 
 def choose_kernels(
-    stage: str, attention: str | None = None, liger: bool | None = None, torch_compile: bool | None = None
+    stage: str,
+    attention: str | None = None,
+    liger: bool | None = None,
+    torch_compile: bool | None = None,
+    liger_by_default: bool = True,
 ) -> KernelChoice:
     """The kernels for a training run of ``stage``: each given choice checked against this machine, each unset one
-    chosen for it. Raises ``StageError`` (``kernel_problems``) for a choice that cannot run here."""
+    chosen for it (Liger only where ``liger_by_default``). Raises ``StageError`` (``kernel_problems``) for a choice
+    that cannot run here."""
     import torch
 
     from stages.lib.modeling import attention_implementation
@@ -89,6 +122,8 @@ def choose_kernels(
         raise StageError("; ".join(problems))
     return KernelChoice(
         attention=attention_implementation(attention),
-        liger=(torch.cuda.is_available() and _installed("liger_kernel")) if liger is None else liger,
+        liger=(liger_by_default and torch.cuda.is_available() and _installed("liger_kernel"))
+        if liger is None
+        else liger,
         torch_compile=bool(torch_compile),
     )

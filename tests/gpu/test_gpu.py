@@ -52,6 +52,30 @@ def test_eval_backend_is_vllm_where_installed():
 
 
 needs_liger = pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="liger-kernel not installed")
+needs_flash = pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed")
+
+
+@needs_flash
+def test_flash_attention_keeps_the_documents_of_several_blocks_apart_in_one_row():
+    """transformers runs FlashAttention's varlen kernel only for a one-row batch: cpt flattens its micro-batches."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from stages.lib.packed_blocks import one_row_collator
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
+    model = LlamaForCausalLM(config).cuda().to(torch.bfloat16).eval()
+    positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8]])
+    ids = torch.randint(0, 64, (2, 12))
+    features = [{"input_ids": ids[r], "labels": ids[r], "position_ids": positions[r]} for r in range(2)]
+    flat = {k: v.cuda() for k, v in one_row_collator(features).items()}
+    with torch.no_grad():
+        model.set_attn_implementation("sdpa")
+        separate = model(input_ids=ids.cuda(), position_ids=positions.cuda()).logits
+        model.set_attn_implementation("flash_attention_2")
+        together = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"]).logits.reshape(2, 12, -1)
+    torch.testing.assert_close(together.float(), separate.float(), atol=3e-2, rtol=3e-2)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "sdpa_documents", "flex_attention"])
@@ -84,13 +108,17 @@ def test_each_attention_keeps_packed_documents_apart_on_cuda_at_any_length(atten
     [
         {"attention": "flex_attention"},
         {"attention": "sdpa_documents"},
+        pytest.param({"attention": "flash_attention_2"}, marks=needs_flash),
         {"torch_compile": True},
         pytest.param({"liger": True}, marks=needs_liger),
         pytest.param({"liger": True, "torch_compile": True, "attention": "flex_attention"}, marks=needs_liger),
     ],
-    ids=["flex", "per-document-sdpa", "compile", "liger", "all-three"],
+    ids=["flex", "per-document-sdpa", "flash-attn", "compile", "liger", "all-three"],
 )
 def test_cpt_trains_with_each_kernel_lever_and_records_it_on_cuda(tmp_path, tiny_model, levers):
+    from transformers.models.llama import modeling_llama
+
+    rope = modeling_llama.apply_rotary_pos_emb
     params = cpt.CptParams(max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=4, eval_every=2,
                            eval_tokens=128, learning_rate=1e-3, **levers)  # fmt: skip
     out = tmp_path / "out"
@@ -103,6 +131,7 @@ def test_cpt_trains_with_each_kernel_lever_and_records_it_on_cuda(tmp_path, tiny
     runtime = result["metrics"]["runtime"]
     assert {key: runtime[key] for key in levers} == levers
     assert math.isfinite(result["metrics"]["final_eval_domain_loss"])
+    assert modeling_llama.apply_rotary_pos_emb is rope  # Liger's process-wide patch ended with the stage
 
 
 @pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl not installed")

@@ -61,6 +61,35 @@ def test_kernels_the_cpu_cannot_train_with_are_refused_at_recipe_load_naming_the
         choose_kernels("cpt", attention="flex_attention")  # the same check where a stage runs (a Slurm job)
 
 
+@needs_cpu
+def test_kernels_are_checked_in_sweep_branches_and_only_where_the_stage_runs():
+    with pytest.raises(RecipeError, match=r"sweep \(branch attention-flex_attention\): cpt\.attention=flex_attention"):
+        load_recipe("legal", ['sweep={"cpt.attention": ["sdpa", "flex_attention"]}'])
+    # a Slurm job checks its own machine when it starts; a local job (submitit_local) runs on this one
+    assert load_recipe("legal", ["cpt.attention=flex_attention", "executor.type=slurm"]).params["cpt"].attention
+    with pytest.raises(RecipeError, match=r"cpt\.attention=flex_attention trains on CUDA only"):
+        load_recipe("legal", ["cpt.attention=flex_attention", "executor.type=submitit_local"])
+
+
+def test_liger_patches_to_transformers_end_with_the_training_run(tiny_model):
+    """Liger patches the model's transformers module and class for the whole process (on CUDA only, so here the
+    same assignments its ``apply_liger_kernel_to_llama`` makes stand in for it); ``confined`` puts them back, even
+    when training fails."""
+    from transformers.models.llama import modeling_llama
+
+    from stages.lib.modeling import load_model
+
+    model = load_model(str(tiny_model), attention="sdpa")
+    originals = (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP)
+    forward = modeling_llama.LlamaForCausalLM.forward
+    with pytest.raises(RuntimeError), KernelChoice("sdpa", liger=True, torch_compile=False).confined(model):
+        modeling_llama.apply_rotary_pos_emb = modeling_llama.LlamaRMSNorm = modeling_llama.LlamaMLP = object
+        modeling_llama.LlamaForCausalLM.forward = lambda self: None
+        raise RuntimeError("training failed")
+    assert (modeling_llama.apply_rotary_pos_emb, modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP) == originals
+    assert modeling_llama.LlamaForCausalLM.forward is forward
+
+
 def test_an_unknown_attention_name_is_refused_with_the_allowed_ones():
     with pytest.raises(RecipeError, match=r"cpt\.attention.*'sdpa', 'sdpa_documents', 'flex_attention'"):
         load_recipe("legal", ["cpt.attention=flash"])

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from stages.lib.packed_blocks import PackedBlocks
+from stages.lib.packed_blocks import PackedBlocks, one_row_collator
 from stages.pack import write_blocks
 
 
@@ -52,6 +52,31 @@ def test_attention_does_not_cross_documents_in_a_packed_block():
         crossing = model(input_ids=packed).logits[:, 5:]  # plain causal attention sees document a
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(crossing, alone, atol=1e-3)
+
+
+def test_one_row_batches_for_flash_attention_train_on_the_same_targets_with_the_same_loss(tmp_path):
+    """FlashAttention keeps packed documents apart only in a batch of one row: cpt flattens its micro-batches for it.
+    The flattened batch must score every token as the batch of separate blocks does, on the same targets."""
+    from transformers import default_data_collator
+
+    _, blocks = _pack(tmp_path, [5, 9, 3, 7, 4, 4], 8)  # 4 blocks of 8; documents cross block boundaries
+    features = [blocks[i] for i in range(4)]
+    rows, flat = default_data_collator(features), one_row_collator(features)
+    assert flat["input_ids"].shape == (1, 32) and flat["position_ids"][0, 8].item() == 0
+    assert flat["labels"][0, ::8].tolist() == [-100] * 4  # a block's first token: never a target, flattened or not
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, attn_implementation="sdpa", use_cache=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    rows["input_ids"], flat["input_ids"] = rows["input_ids"] - 100, flat["input_ids"] - 100  # into the vocabulary
+    for batch in (rows, flat):
+        batch["labels"] = torch.where(batch["labels"] >= 0, batch["labels"] - 100, batch["labels"])
+    with torch.no_grad():
+        separate, together = model(**rows), model(**flat)
+    torch.testing.assert_close(together.logits.reshape(4, 8, -1), separate.logits, atol=1e-5, rtol=1e-4)
+    assert abs(float(together.loss) - float(separate.loss)) < 1e-6
 
 
 def test_probe_documents_come_first_and_cpt_always_trains_on_them(tmp_path, tiny_model):
