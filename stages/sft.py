@@ -18,14 +18,13 @@ from pydantic import Field, model_validator
 from stages.base import MODEL, StageContext, StageError, StageSpec, Wiring, require
 from stages.lib import launch
 from stages.lib.jsonl import read_jsonl
-from stages.lib.modeling import load_model, load_tokenizer, runtime_choices, write_model_card
+from stages.lib.modeling import load_model, load_tokenizer, write_model_card
 from stages.lib.training import (
     TrainingRunParams,
     checkpoint_callback,
     common_arguments,
     curve_callback,
-    last_complete_checkpoint,
-    quiet_progress,
+    train_resuming,
     write_history,
 )
 from stages.lib.training_kernels import choose_kernels
@@ -138,11 +137,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
             raise StageError(
                 f"sft: every pair lost its answer to truncation at sft.max_length={params.max_length}; raise it"
             )
-        quiet_progress(trainer)
-        checkpoint = last_complete_checkpoint(ctx.out_dir / "checkpoints")
-        if checkpoint:
-            ctx.log.info("resuming from %s", checkpoint.name)
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        result, checkpoint = train_resuming(trainer, ctx.out_dir, ctx.log)
     out = ctx.out_dir / "model"
     if params.method == "full":
         trainer.save_model(str(out))  # every rank takes part (FSDP and ZeRO-3 gather the shards); rank 0 writes
@@ -163,7 +158,7 @@ def run(ctx: StageContext, inputs: dict[str, Any], params: SftParams) -> dict[st
         "train_runtime_s": result.metrics.get("train_runtime"),
         "resumed_from": checkpoint.name if checkpoint else None,
         "method": params.method,
-        "runtime": runtime_choices(trainer.args.bf16, kernels.attention) | kernels.record(),
+        "runtime": kernels.runtime(trainer.args.bf16),
     }
     write_model_card(
         out,

@@ -22,15 +22,14 @@ from pydantic import Field, model_validator
 
 from stages.base import StageError
 from stages.lib import launch
-from stages.lib.modeling import load_model, load_tokenizer, runtime_choices
+from stages.lib.modeling import load_model, load_tokenizer
 from stages.lib.packed_blocks import PackedBlocks, one_row_collator, read_pack
 from stages.lib.training import (
     TrainingRunParams,
     checkpoint_callback,
     common_arguments,
     curve_callback,
-    last_complete_checkpoint,
-    quiet_progress,
+    train_resuming,
     write_history,
 )
 from stages.lib.training_kernels import choose_kernels
@@ -246,12 +245,8 @@ def train(
                 *(callbacks or []),
             ],
         )
-        quiet_progress(trainer)
-        checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
-        if checkpoint:
-            log.info("resuming from %s", checkpoint.name)
         started = time.time()
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        _, checkpoint = train_resuming(trainer, out_dir, log)
         seconds = time.time() - started
         final = _last_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
     if trainer.is_world_process_zero():
@@ -267,7 +262,7 @@ def train(
         "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "bf16": args.bf16,
-        "runtime": runtime_choices(args.bf16, kernels.attention) | kernels.record(),
+        "runtime": kernels.runtime(args.bf16),
         "processes": args.world_size,  # as the distributed environment reports it
         **info,
     }

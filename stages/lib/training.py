@@ -136,6 +136,16 @@ def checkpoint_callback(every_steps: int | None, every_minutes: float) -> Any:
     return Checkpointing()
 
 
+def train_resuming(trainer: Any, out_dir: Path, log: Any) -> tuple[Any, Path | None]:
+    """``trainer.train()`` from the last complete checkpoint in ``out_dir/checkpoints`` if there is one, with the
+    quiet progress bar; returns the Trainer's result and the checkpoint it resumed from."""
+    quiet_progress(trainer)
+    checkpoint = last_complete_checkpoint(out_dir / "checkpoints")
+    if checkpoint:
+        log.info("resuming from %s", checkpoint.name)
+    return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None), checkpoint
+
+
 def quiet_progress(trainer: Any) -> None:
     """Keep the Trainer's progress bar but not the log dicts it prints under it at every step: the console stays
     readable, and ``curve_callback`` keeps every record in the stage's folder."""

@@ -26,10 +26,11 @@ import importlib.util
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from stages.base import StageError
+from stages.lib.modeling import attention_implementation, runtime_choices
 
 Attention = Literal["sdpa", "sdpa_documents", "flex_attention", "flash_attention_2"]
 """What a recipe may name: transformers' SDPA with the block-diagonal mask, SDPA once per document
@@ -48,8 +49,9 @@ class KernelChoice:
         """The ``TrainingArguments`` (trl's ``SFTConfig`` too) that turn Liger and compilation on."""
         return {"use_liger_kernel": self.liger, "torch_compile": self.torch_compile}
 
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
+    def runtime(self, bf16: bool) -> dict[str, Any]:
+        """What the run chose, for the stage's metrics: ``runtime_choices`` with this attention, Liger, compile."""
+        return runtime_choices(bf16, self.attention) | {"liger": self.liger, "torch_compile": self.torch_compile}
 
     @contextmanager
     def confined(self, model: Any) -> Iterator[None]:
@@ -115,8 +117,6 @@ def choose_kernels(
     chosen for it (Liger only where ``liger_by_default``). Raises ``StageError`` (``kernel_problems``) for a choice
     that cannot run here."""
     import torch
-
-    from stages.lib.modeling import attention_implementation
 
     if problems := kernel_problems(stage, attention, liger):
         raise StageError("; ".join(problems))
