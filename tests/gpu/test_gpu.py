@@ -17,27 +17,34 @@ from tests.integration.test_distributed import _packed
 pytestmark = pytest.mark.gpu
 
 
-def test_cpt_trains_in_bf16_with_packed_masks_on_cuda(tmp_path, tiny_model):
-    params = cpt.CptParams(max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=4, eval_every=2,
-                           eval_tokens=128, save_every=2, learning_rate=1e-3)  # fmt: skip
-    out = tmp_path / "out"
-    out.mkdir()
-    result = cpt.run(
-        StageContext(out_dir=out),
-        {"model": str(tiny_model), "packed": str(_packed(tmp_path / "c", tiny_model))},
-        params,
-    )
-    assert result["metrics"]["bf16"] is True
-    assert json.loads((result["outputs"]["model"] / "config.json").read_text())["model_type"] == "llama"
-
-
-def test_packed_attention_stays_inside_documents_on_cuda():
+def _cuda_llama():
+    """A two-layer Llama on the GPU, the same random weights at every call."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
-    model = LlamaForCausalLM(config).cuda().eval()
+    return LlamaForCausalLM(config).cuda()
+
+
+def _run_cpt(tmp_path, tiny_model, params):
+    """The cpt stage on the tiny model and ``_packed``'s blocks."""
+    out = tmp_path / "out"
+    out.mkdir()
+    packed = _packed(tmp_path / "c", tiny_model)
+    return cpt.run(StageContext(out_dir=out), {"model": str(tiny_model), "packed": str(packed)}, params)
+
+
+def test_cpt_trains_in_bf16_with_packed_masks_on_cuda(tmp_path, tiny_model):
+    params = cpt.CptParams(max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=4, eval_every=2,
+                           eval_tokens=128, save_every=2, learning_rate=1e-3)  # fmt: skip
+    result = _run_cpt(tmp_path, tiny_model, params)
+    assert result["metrics"]["bf16"] is True
+    assert json.loads((result["outputs"]["model"] / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_packed_attention_stays_inside_documents_on_cuda():
+    model = _cuda_llama().eval()
     a, b = torch.randint(0, 64, (1, 5), device="cuda"), torch.randint(0, 64, (1, 7), device="cuda")
     positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6]], device="cuda")
     with torch.no_grad():
@@ -58,14 +65,9 @@ needs_flash = pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None,
 @needs_flash
 def test_flash_attention_keeps_the_documents_of_several_blocks_apart_in_one_row():
     """transformers runs FlashAttention's varlen kernel only for a one-row batch: cpt flattens its micro-batches."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from stages.lib.packed_blocks import one_row_collator
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
-    model = LlamaForCausalLM(config).cuda().to(torch.bfloat16).eval()
+    model = _cuda_llama().to(torch.bfloat16).eval()
     positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8]])
     ids = torch.randint(0, 64, (2, 12))
     features = [{"input_ids": ids[r], "labels": ids[r], "position_ids": positions[r]} for r in range(2)]
@@ -81,12 +83,7 @@ def test_flash_attention_keeps_the_documents_of_several_blocks_apart_in_one_row(
 @pytest.mark.parametrize("attention", ["sdpa", "sdpa_documents", "flex_attention"])
 def test_each_attention_keeps_packed_documents_apart_on_cuda_at_any_length(attention):
     """Rows of 5 + 7 + 11 tokens: sft's padding-free rows have any length, not a multiple of a kernel's block."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
-    model = LlamaForCausalLM(config).cuda()
+    model = _cuda_llama()
     lengths = (5, 7, 11)
     ids = torch.randint(0, 64, (1, sum(lengths)), device="cuda")
     positions = torch.cat([torch.arange(n) for n in lengths])[None].cuda()
@@ -121,13 +118,7 @@ def test_cpt_trains_with_each_kernel_lever_and_records_it_on_cuda(tmp_path, tiny
     rope = modeling_llama.apply_rotary_pos_emb
     params = cpt.CptParams(max_tokens=1024, seq_len=64, batch_size=4, micro_batch_size=4, eval_every=2,
                            eval_tokens=128, learning_rate=1e-3, **levers)  # fmt: skip
-    out = tmp_path / "out"
-    out.mkdir()
-    result = cpt.run(
-        StageContext(out_dir=out),
-        {"model": str(tiny_model), "packed": str(_packed(tmp_path / "c", tiny_model))},
-        params,
-    )
+    result = _run_cpt(tmp_path, tiny_model, params)
     runtime = result["metrics"]["runtime"]
     assert {key: runtime[key] for key in levers} == levers
     assert math.isfinite(result["metrics"]["final_eval_domain_loss"])

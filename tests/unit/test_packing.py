@@ -15,6 +15,16 @@ def _pack(tmp_path, lengths, seq_len):
     return stats, PackedBlocks(tmp_path, [("domain_train", row) for row in range(stats["blocks"])])
 
 
+def _tiny_llama(vocab_size):
+    """A two-layer Llama with SDPA, in eval mode, the same random weights at every call."""
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, attn_implementation="sdpa", use_cache=False,
+    )  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
 def test_blocks_restart_positions_per_document_and_at_the_block_start(tmp_path):
     # Three documents of lengths 3, 4, 5 (EOS included) in blocks of 6.
     stats, blocks = _pack(tmp_path, [3, 4, 5], 6)
@@ -37,12 +47,7 @@ def test_tail_is_dropped_and_a_short_stream_fills_one_block(tmp_path):
 
 
 def test_attention_does_not_cross_documents_in_a_packed_block():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, attn_implementation="sdpa", use_cache=False,
-    )  # fmt: skip
-    model = LlamaForCausalLM(config).eval()
+    model = _tiny_llama(vocab_size=64)
     doc_a, doc_b = torch.randint(0, 64, (1, 5)), torch.randint(0, 64, (1, 7))
     packed = torch.cat([doc_a, doc_b], dim=1)
     positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6]])
@@ -64,12 +69,7 @@ def test_one_row_batches_for_flash_attention_train_on_the_same_targets_with_the_
     rows, flat = default_data_collator(features), one_row_collator(features)
     assert flat["input_ids"].shape == (1, 32) and flat["position_ids"][0, 8].item() == 0
     assert flat["labels"][0, ::8].tolist() == [-100] * 4  # a block's first token: never a target, flattened or not
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, attn_implementation="sdpa", use_cache=False,
-    )  # fmt: skip
-    model = LlamaForCausalLM(config).eval()
+    model = _tiny_llama(vocab_size=128)
     rows["input_ids"], flat["input_ids"] = rows["input_ids"] - 100, flat["input_ids"] - 100  # into the vocabulary
     for batch in (rows, flat):
         batch["labels"] = torch.where(batch["labels"] >= 0, batch["labels"] - 100, batch["labels"])
